@@ -1,0 +1,112 @@
+"""The dynamic generator Phi: expression and pose branches that turn G0 into the posed avatar.
+
+Following the paper (and GHA, which it extends), every attribute gets an expression residual
+and a pose residual:
+
+    X = X0 + f_exp_def(X0, theta) + f_pose_def(X0, beta)
+    C = f_exp_col(F0, theta) + f_pose_col(F0, beta)
+    Q = Q0 + f_exp_rot(., theta) + f_pose_rot(., beta)      (likewise S and A)
+
+Positions are conditioned on the (encoded) canonical position; colour, rotation, scale and
+opacity on the per-Gaussian feature F0. Each branch has one MLP trunk for the positions and
+one for the other attributes, with a separate linear head per attribute (the paper leaves
+sizes open; shared trunks keep a CPU step cheap). Output heads of residuals start at zero so
+training begins from the canonical set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+#: Width of each attribute head of the appearance trunks: colour, rotation, log-scale, opacity logit.
+ATTRIBUTE_SIZES = {"color": 3, "quats": 4, "scales": 3, "opacities": 1}
+
+
+@dataclass
+class GeneratorConfig:
+    """Sizes of the expression and pose MLPs (the paper gives none)."""
+
+    hidden_dim: int = 128
+    """Width of every hidden layer."""
+    num_layers: int = 3
+    """Hidden layers per trunk."""
+    pos_frequencies: int = 6
+    """Frequencies of the sinusoidal encoding of the canonical position."""
+    pose_branch: bool = True
+    """Predict pose-dependent residuals (set False for a purely expression-driven avatar)."""
+
+
+def mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers):
+        mods += [nn.Linear(dim, hidden), nn.ReLU(inplace=True)]
+        dim = hidden
+    mods.append(nn.Linear(dim, out_dim))
+    return nn.Sequential(*mods)
+
+
+def positional_encoding(x: Tensor, frequencies: int) -> Tensor:  # [N, 3] -> [N, 3 + 6 * frequencies]
+    """NeRF-style sin/cos features of x at octave frequencies (x is in head-normalised units)."""
+    scales = 2.0 ** torch.arange(frequencies, device=x.device, dtype=x.dtype) * torch.pi
+    xs = (x[..., None] * scales).flatten(-2)
+    return torch.cat([x, xs.sin(), xs.cos()], dim=-1)
+
+
+class Branch(nn.Module):
+    """One conditioning branch (expression or pose): a position trunk and an appearance trunk."""
+
+    def __init__(self, code_dim: int, pos_dim: int, feature_dim: int, cfg: GeneratorConfig):
+        super().__init__()
+        self.deform = mlp(pos_dim + code_dim, cfg.hidden_dim, cfg.num_layers, 3)
+        self.attributes = mlp(feature_dim + code_dim, cfg.hidden_dim, cfg.num_layers, sum(ATTRIBUTE_SIZES.values()))
+        for head in (self.deform[-1], self.attributes[-1]):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def forward(self, pos_enc: Tensor, features: Tensor, code: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """pos_enc [N, P], features [N, F], code [C] -> displacement [N, 3] and residuals by name."""
+        n = pos_enc.shape[0]
+        c = code.expand(n, -1)
+        displacement = self.deform(torch.cat([pos_enc, c], dim=-1))
+        out = self.attributes(torch.cat([features, c], dim=-1))
+        return displacement, dict(zip(ATTRIBUTE_SIZES, out.split(list(ATTRIBUTE_SIZES.values()), dim=-1)))
+
+
+class DynamicGenerator(nn.Module):
+    """Phi: (canonical Gaussians, theta, beta) -> head-space Gaussians of one frame."""
+
+    def __init__(self, d_exp: int, feature_dim: int, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.d_exp = d_exp
+        pos_dim = 3 + 6 * cfg.pos_frequencies
+        self.expression = Branch(d_exp, pos_dim, feature_dim, cfg)
+        self.pose = Branch(6, pos_dim, feature_dim, cfg) if cfg.pose_branch else None
+
+    def forward(
+        self, normalized_means: Tensor, features: Tensor, expression: Tensor, pose: Tensor
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Residuals of one frame.
+
+        Args:
+            normalized_means: [N, 3] canonical centres, centred and divided by the head radius.
+            features: [N, F] per-Gaussian features F0.
+            expression: [d_exp] theta.
+            pose: [6] beta (axis-angle, translation).
+
+        Returns:
+            exp_displacement [N, 3], pose_displacement [N, 3] (head-radius units) and the summed
+            attribute outputs {"color", "quats", "scales", "opacities"}.
+        """
+        if expression.shape[-1] != self.d_exp:
+            raise ValueError(f"expression has {expression.shape[-1]} values, the avatar was trained with d_exp={self.d_exp}")
+        pos_enc = positional_encoding(normalized_means, self.cfg.pos_frequencies)
+        exp_dx, attrs = self.expression(pos_enc, features, expression)
+        if self.pose is None:
+            return exp_dx, torch.zeros_like(exp_dx), attrs
+        pose_dx, pose_attrs = self.pose(pos_enc, features, pose)
+        return exp_dx, pose_dx, {k: attrs[k] + pose_attrs[k] for k in attrs}

@@ -1,0 +1,78 @@
+"""HeadAvatar: canonical Gaussians + dynamic generator + rigid head pose, rendered per frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from eavatar.avatar.gaussians import CanonicalGaussians, GaussianInitConfig
+from eavatar.avatar.generator import DynamicGenerator, GeneratorConfig
+from eavatar.avatar.pose import apply_head_pose, pose_code
+from eavatar.render import Camera, RenderOutput, rasterize
+
+
+@dataclass
+class AvatarConfig:
+    """Everything that defines the avatar's architecture (not its training schedule)."""
+
+    init: GaussianInitConfig = field(default_factory=GaussianInitConfig)
+    """Seeding of the canonical Gaussians from the template mesh."""
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    """Expression and pose MLPs."""
+
+
+@dataclass
+class FrameGaussians:
+    """The avatar's Gaussians at one expression and pose, ready to rasterise."""
+
+    means: Tensor  # [N, 3] world
+    quats: Tensor  # [N, 4] world, unnormalised
+    scales: Tensor  # [N, 3] linear
+    opacities: Tensor  # [N]
+    colors: Tensor  # [N, 3] in [0, 1]
+    exp_displacement: Tensor  # [N, 3] head space, f_exp_def output in world units
+
+
+class HeadAvatar(nn.Module):
+    """The whole avatar; ``frame`` evaluates Phi for (theta, head pose), ``render`` rasterises it."""
+
+    def __init__(self, canonical: CanonicalGaussians, d_exp: int, cfg: AvatarConfig, center: Tensor, radius: float):
+        super().__init__()
+        self.cfg = cfg
+        self.canonical = canonical
+        self.generator = DynamicGenerator(d_exp, cfg.init.feature_dim, cfg.generator)
+        self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32).reshape(3))  # [3]
+        self.register_buffer("radius", torch.tensor(float(radius)))  # head radius, the unit of displacements
+
+    @classmethod
+    def from_canonical(cls, canonical: CanonicalGaussians, d_exp: int, cfg: AvatarConfig) -> "HeadAvatar":
+        means = canonical.params["means"].detach()
+        center = means.mean(0)
+        return cls(canonical, d_exp, cfg, center, float((means - center).norm(dim=-1).max()))
+
+    @property
+    def d_exp(self) -> int:
+        return self.generator.d_exp
+
+    def frame(self, expression: Tensor, head_pose: Tensor) -> FrameGaussians:
+        """Gaussians at expression theta [d_exp] and world-from-head pose [4, 4]."""
+        p = self.canonical.params
+        normalized = (p["means"] - self.center) / self.radius
+        exp_dx, pose_dx, attrs = self.generator(normalized, p["features"], expression, pose_code(head_pose))
+        means_head = p["means"] + self.radius * (exp_dx + pose_dx)
+        means, quats = apply_head_pose(means_head, p["quats"] + attrs["quats"], head_pose)
+        return FrameGaussians(
+            means=means,
+            quats=quats,
+            scales=torch.exp(p["scales"] + attrs["scales"]),
+            opacities=torch.sigmoid(p["opacities"] + attrs["opacities"][:, 0]),
+            colors=torch.sigmoid(attrs["color"]),
+            exp_displacement=self.radius * exp_dx,
+        )
+
+    def render(self, camera: Camera, expression: Tensor, head_pose: Tensor, background: Tensor) -> RenderOutput:
+        """Render one frame; ``background`` [3] fills where alpha < 1."""
+        g = self.frame(expression, head_pose)
+        return rasterize(g.means, g.quats, g.scales, g.opacities, g.colors, camera, background=background)

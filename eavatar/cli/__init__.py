@@ -1,0 +1,1 @@
+"""Stage commands (`eavatar <stage>`), the ones dvc.yaml calls."""

@@ -1,0 +1,152 @@
+"""EAvatarModel: nerfstudio's Model interface around :class:`eavatar.avatar.model.HeadAvatar`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Type
+
+import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.models.base_model import Model, ModelConfig
+from torch.nn import Parameter
+
+from eavatar.avatar.densify import DensifyConfig, Densifier
+from eavatar.avatar.gaussians import PARAM_NAMES, CanonicalGaussians, load_mesh
+from eavatar.avatar.losses import LossConfig, image_losses
+from eavatar.avatar.model import AvatarConfig, HeadAvatar
+from eavatar.data.subject import Subject
+from eavatar.metrics.image import psnr
+from eavatar.render import Camera, RenderOutput
+
+
+@dataclass
+class EAvatarModelConfig(ModelConfig):
+    """The EAvatar avatar, its losses and its densification schedule."""
+
+    _target: Type = field(default_factory=lambda: EAvatarModel)
+    avatar: AvatarConfig = field(default_factory=AvatarConfig)
+    """Canonical Gaussians and dynamic generator."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Stage II loss weights."""
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    """Grow/prune schedule."""
+    background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Colour behind the head, the same as the subject's images (synthetic: white)."""
+
+
+def ns_camera_to_camera(camera: Cameras) -> Camera:
+    """One nerfstudio camera (OpenGL c2w [1, 3, 4]) as the rasteriser's Camera."""
+    c2w = torch.eye(4, device=camera.camera_to_worlds.device)
+    c2w[:3, :4] = camera.camera_to_worlds[0]
+    return Camera.from_c2w_opengl(
+        c2w,
+        float(camera.fx[0]),
+        float(camera.fy[0]),
+        float(camera.cx[0]),
+        float(camera.cy[0]),
+        int(camera.width[0]),
+        int(camera.height[0]),
+    )
+
+
+class EAvatarModel(Model):
+    """Trains a HeadAvatar; the viewer sees the expression set in ``viewer_expression``."""
+
+    config: EAvatarModelConfig
+
+    def populate_modules(self):
+        super().populate_modules()
+        subject: Subject = self.kwargs["metadata"]["subject"]
+        if subject.template_mesh is None:
+            raise ValueError(f"{subject.root}/transforms.json: template_mesh is required to seed the Gaussians")
+        canonical = CanonicalGaussians.from_mesh(load_mesh(subject.template_mesh), self.config.avatar.init)
+        self.avatar = HeadAvatar.from_canonical(canonical, subject.d_exp, self.config.avatar)
+        self.expression_labels = list(subject.expression_labels)
+        self.register_buffer("background", torch.tensor(self.config.background, dtype=torch.float32))
+        train = subject.split("train")
+        # The viewer has no per-frame data: it shows the avatar at a chosen code and the first training pose.
+        self.register_buffer("viewer_expression", torch.zeros(subject.d_exp))
+        self.register_buffer("viewer_head_pose", torch.as_tensor(subject.head_poses[train[0]], dtype=torch.float32))
+        self.densifier = Densifier(self.config.densify, float(self.avatar.radius))
+        self.lpips_fn = None
+        if self.config.loss.lpips_weight > 0:
+            from eavatar.metrics.lpips import load_lpips
+
+            self.lpips_fn = load_lpips("alex")  # fails here, with how to install the weights, not mid-training
+        self.step = 0
+        self.optimizers: Dict[str, torch.optim.Optimizer] = {}
+        self.last_render: Optional[RenderOutput] = None
+
+    # -- optimisation -------------------------------------------------------------------------
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        groups = {name: [self.avatar.canonical.params[name]] for name in PARAM_NAMES}
+        groups["generator"] = list(self.avatar.generator.parameters())
+        return groups
+
+    def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        def before(step: int) -> None:
+            self.step = step
+            self.optimizers = attributes.optimizers.optimizers
+
+        def after(step: int) -> None:
+            if self.last_render is not None:
+                params = self.avatar.canonical.params
+                self.densifier.step(params, {k: self.optimizers[k] for k in PARAM_NAMES}, step, self.last_render)
+                self.last_render = None
+
+        return [
+            TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], before),
+            TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], after),
+        ]
+
+    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):  # type: ignore[override]
+        """Resize the canonical set to the checkpoint's N (densification changes it) before loading."""
+        canonical = self.avatar.canonical
+        for name in PARAM_NAMES:
+            shape = state_dict[f"avatar.canonical.params.{name}"].shape
+            canonical.params[name] = Parameter(torch.zeros(shape, device=self.background.device))
+        return super().load_state_dict(state_dict, strict=strict, **kwargs)
+
+    # -- rendering ----------------------------------------------------------------------------
+    def frame_controls(self, camera: Cameras) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Expression [d_exp] and head pose [4, 4] of a dataset camera, or the viewer's."""
+        meta = camera.metadata or {}
+        if "expression" in meta:
+            return meta["expression"].reshape(-1, self.avatar.d_exp)[0], meta["head_pose"].reshape(-1, 4, 4)[0]
+        return self.viewer_expression, self.viewer_head_pose
+
+    def get_outputs(self, camera: Cameras) -> Dict[str, torch.Tensor]:  # type: ignore[override]
+        if not isinstance(camera, Cameras) or camera.shape[0] != 1:
+            raise ValueError("EAvatarModel renders one nerfstudio Cameras at a time")
+        expression, head_pose = self.frame_controls(camera)
+        out = self.avatar.render(ns_camera_to_camera(camera), expression, head_pose, self.background)
+        if self.training:
+            self.last_render = out
+        return {"rgb": out.rgb, "accumulation": out.alpha, "depth": out.depth}
+
+    def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return self.get_outputs(camera.to(self.device))
+
+    # -- losses and metrics -------------------------------------------------------------------
+    def _gt(self, batch) -> torch.Tensor:
+        image = batch["image"].to(self.device).float()
+        if image.max() > 1.0:
+            image = image / 255.0
+        if image.shape[-1] == 4:
+            image = image[..., :3] * image[..., 3:] + (1 - image[..., 3:]) * self.background
+        return image
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
+        return image_losses(outputs["rgb"], self._gt(batch), self.config.loss, self.step, self.lpips_fn)
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, torch.Tensor]:
+        return {"psnr": psnr(outputs["rgb"].detach(), self._gt(batch)), "num_gaussians": torch.tensor(float(len(self.avatar.canonical)))}
+
+    def get_image_metrics_and_images(self, outputs, batch):
+        from eavatar.metrics.image import image_metrics
+
+        gt = self._gt(batch)
+        metrics = {k: v for k, v in image_metrics(outputs["rgb"], gt).items() if isinstance(v, float)}
+        return metrics, {"img": torch.cat([gt, outputs["rgb"]], dim=1)}
