@@ -17,6 +17,7 @@ from eavatar.avatar.losses import LossConfig, image_losses
 from eavatar.avatar.model import AvatarConfig, HeadAvatar
 from eavatar.data.subject import Subject
 from eavatar.metrics.image import psnr
+from eavatar.metrics.lpips import find_lpips_weights, load_lpips
 from eavatar.render import Camera, RenderOutput
 
 
@@ -69,11 +70,8 @@ class EAvatarModel(Model):
         self.register_buffer("viewer_expression", torch.zeros(subject.d_exp))
         self.register_buffer("viewer_head_pose", torch.as_tensor(subject.head_poses[train[0]], dtype=torch.float32))
         self.densifier = Densifier(self.config.densify, float(self.avatar.radius))
-        self.lpips_fn = None
         if self.config.loss.lpips_weight > 0:
-            from eavatar.metrics.lpips import load_lpips
-
-            self.lpips_fn = load_lpips("alex")  # fails here, with how to install the weights, not mid-training
+            find_lpips_weights("alex")  # fails here, with how to install the weights, not mid-training
         self.step = 0
         self.optimizers: Dict[str, torch.optim.Optimizer] = {}
         self.last_render: Optional[RenderOutput] = None
@@ -139,7 +137,8 @@ class EAvatarModel(Model):
         return image
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
-        return image_losses(outputs["rgb"], self._gt(batch), self.config.loss, self.step, self.lpips_fn)
+        lpips_fn = load_lpips("alex", device=self.device) if self.config.loss.lpips_weight > 0 else None  # cached, not a submodule
+        return image_losses(outputs["rgb"], self._gt(batch), self.config.loss, self.step, lpips_fn)
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, torch.Tensor]:
         return {"psnr": psnr(outputs["rgb"].detach(), self._gt(batch)), "num_gaussians": torch.tensor(float(len(self.avatar.canonical)))}

@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from eavatar.avatar.checkpoint import AvatarInfo, load_avatar, save_avatar
+from eavatar.avatar.generator import positional_encoding
+from eavatar.render import Camera
+
+from .conftest import make_avatar
+
+
+def front_camera(size: int = 48) -> Camera:
+    c2w = torch.eye(4)
+    c2w[2, 3] = 0.5  # OpenGL camera on +z looking at the origin
+    return Camera.from_c2w_opengl(c2w, size * 1.2, size * 1.2, size / 2, size / 2, size, size)
+
+
+def test_generator_starts_at_the_canonical_set():
+    avatar = make_avatar()
+    for p in (avatar.generator.expression.deform[-1], avatar.generator.expression.attributes[-1]):
+        torch.nn.init.zeros_(p.weight), torch.nn.init.zeros_(p.bias)
+    for p in (avatar.generator.pose.deform[-1], avatar.generator.pose.attributes[-1]):
+        torch.nn.init.zeros_(p.weight), torch.nn.init.zeros_(p.bias)
+    g = avatar.frame(torch.rand(avatar.d_exp), torch.eye(4))
+    torch.testing.assert_close(g.means, avatar.canonical.params["means"])
+    assert g.exp_displacement.abs().max() == 0
+
+
+def test_generator_is_deterministic_for_a_seed():
+    a, b = make_avatar(seed=3), make_avatar(seed=3)
+    code = torch.linspace(0, 1, a.d_exp)
+    ga, gb = a.frame(code, torch.eye(4)), b.frame(code, torch.eye(4))
+    for name in ("means", "quats", "scales", "opacities", "colors"):
+        torch.testing.assert_close(getattr(ga, name), getattr(gb, name), rtol=0, atol=0)
+    assert not torch.equal(make_avatar(seed=4).frame(code, torch.eye(4)).means, ga.means)
+
+
+def test_expression_changes_the_gaussians(avatar):
+    g0 = avatar.frame(torch.zeros(avatar.d_exp), torch.eye(4))
+    g1 = avatar.frame(torch.ones(avatar.d_exp), torch.eye(4))
+    assert (g0.means - g1.means).abs().max() > 1e-4
+    assert (g0.colors - g1.colors).abs().max() > 1e-4
+
+
+def test_wrong_expression_length_is_a_clear_error(avatar):
+    with pytest.raises(ValueError, match="expression has 3 values, the avatar was trained with d_exp=5"):
+        avatar.frame(torch.zeros(3), torch.eye(4))
+
+
+def test_head_pose_is_applied_rigidly_after_the_generator(avatar):
+    avatar.generator.pose = None  # isolate the rigid transform from the pose branch
+    pose = torch.eye(4)
+    pose[:3, :3] = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    pose[:3, 3] = torch.tensor([0.1, 0.0, -0.2])
+    code = torch.rand(avatar.d_exp)
+    head = avatar.frame(code, torch.eye(4))
+    world = avatar.frame(code, pose)
+    torch.testing.assert_close(world.means, head.means @ pose[:3, :3].T + pose[:3, 3])
+    torch.testing.assert_close(world.colors, head.colors)
+
+
+def test_positional_encoding_shape():
+    assert positional_encoding(torch.zeros(7, 3), 4).shape == (7, 27)
+
+
+def test_checkpoint_round_trip(tmp_path, avatar):
+    info = AvatarInfo(expression_labels=[f"e{i}" for i in range(5)], expression_space="synthetic", step=12)
+    path = save_avatar(tmp_path / "avatar.pt", avatar, info)
+    loaded, loaded_info = load_avatar(path)
+    assert loaded_info == info
+    code = torch.rand(5)
+    a, b = avatar.frame(code, torch.eye(4)), loaded.frame(code, torch.eye(4))
+    for name in ("means", "quats", "scales", "opacities", "colors"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=0)
+    cam = front_camera()
+    bg = torch.ones(3)
+    torch.testing.assert_close(avatar.render(cam, code, torch.eye(4), bg).rgb, loaded.render(cam, code, torch.eye(4), bg).rgb)
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt: avatar checkpoint not found"):
+        load_avatar(tmp_path / "missing.pt")
+    torch.save({"format": "other"}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad.pt: format is 'other'"):
+        load_avatar(tmp_path / "bad.pt")
