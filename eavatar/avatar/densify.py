@@ -8,7 +8,6 @@ cap on the number of Gaussians so a CPU step stays bounded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -78,8 +77,8 @@ class Densifier:
             return
         h, w = render.rgb.shape[:2]
         info = {
-            "means2d": SimpleNamespace(grad=render.means2d.grad[None]),  # [1, N, 2] as gsplat packs it
-            "radii": render.radii[None],
+            "means2d": render.means2d,  # [1, N, 2], .grad filled by backward
+            "radii": render.radii,  # [1, N]
             "width": w,
             "height": h,
             "n_cameras": 1,

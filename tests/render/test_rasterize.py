@@ -1,0 +1,138 @@
+"""The PyTorch tile backend against a per-pixel brute-force compositor, finite differences, and gsplat on CUDA."""
+
+import math
+
+import pytest
+import torch
+
+from eavatar.render import rasterize
+from eavatar.render.cpu import TILE_SIZE
+from eavatar.render.projection import project
+from tests.render.conftest import front_camera, random_scene
+
+
+def brute_force(s: dict, cam, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Independent reference, one pixel at a time: sort by depth, blend until transmittance would hit 1e-4.
+
+    A Gaussian reaches a pixel when its 3-sigma box touches the pixel's 16x16 tile (gsplat's binning).
+    """
+    p = project(s["means"], s["quats"], s["scales"], cam.viewmat, cam.K, cam.width, cam.height)
+    order = torch.argsort(p.depths).tolist()
+    rgb = torch.zeros(cam.height, cam.width, 3, dtype=s["means"].dtype)
+    alpha = torch.zeros(cam.height, cam.width, 1, dtype=s["means"].dtype)
+    depth = torch.zeros(cam.height, cam.width, 1, dtype=s["means"].dtype)
+    for y in range(cam.height):
+        for x in range(cam.width):
+            tx, ty = x // TILE_SIZE, y // TILE_SIZE
+            T, c, d = 1.0, torch.zeros(3, dtype=rgb.dtype), 0.0
+            for g in order:
+                r = int(p.radii[g])
+                if r == 0:
+                    continue
+                mx, my = p.means2d[0, g].tolist()
+                if not (math.floor((mx - r) / TILE_SIZE) <= tx < math.ceil((mx + r) / TILE_SIZE)):
+                    continue
+                if not (math.floor((my - r) / TILE_SIZE) <= ty < math.ceil((my + r) / TILE_SIZE)):
+                    continue
+                dx, dy = x + 0.5 - mx, y + 0.5 - my
+                a_, b_, c_ = p.conics[g].tolist()
+                sigma = 0.5 * (a_ * dx * dx + c_ * dy * dy) + b_ * dx * dy
+                a = min(0.999, float(s["opacities"][g]) * math.exp(-sigma))
+                if sigma < 0 or a < 1 / 255:
+                    continue
+                if T * (1 - a) <= 1e-4:
+                    break
+                c += T * a * s["colors"][g]
+                d += T * a * float(p.depths[g])
+                T *= 1 - a
+            rgb[y, x] = c + T * background
+            alpha[y, x] = 1 - T
+            depth[y, x] = d / max(1 - T, 1e-10)
+    return rgb, alpha, depth
+
+
+@pytest.mark.parametrize("n, seed", [(40, 0), (120, 3)])
+def test_matches_brute_force(n, seed):
+    s = random_scene(n, seed)
+    s["opacities"][: n // 4] = 0.995  # opaque ones exercise the 0.999 clamp and the early stop
+    cam = front_camera(40, 35)  # not a multiple of the tile size
+    bg = torch.tensor([0.2, 0.5, 1.0])
+    out = rasterize(**s, camera=cam, background=bg, backend="torch")
+    rgb, alpha, depth = brute_force(s, cam, bg)
+    torch.testing.assert_close(out.rgb, rgb, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.alpha, alpha, rtol=1e-4, atol=1e-5)
+    covered = alpha[..., 0] > 0.05
+    torch.testing.assert_close(out.depth[covered], depth[covered], rtol=1e-4, atol=1e-5)
+    assert covered.float().mean() > 0.1  # the scene is not trivially empty
+
+
+def test_empty_scene_is_background():
+    s = random_scene(10)
+    s["means"][:, 2] += 5.0  # all behind the camera
+    out = rasterize(**s, camera=front_camera(), background=torch.tensor([0.1, 0.2, 0.3]))
+    assert (out.radii == 0).all()
+    torch.testing.assert_close(out.rgb, torch.tensor([0.1, 0.2, 0.3]).expand(32, 40, 3))
+
+
+def test_gradients_match_finite_differences():
+    s = random_scene(6, seed=5, dtype=torch.float64, spread=0.03)
+    s["scales"] = s["scales"] + 0.01  # large, soft Gaussians: far from the 1/255 and 0.999 thresholds
+    s["opacities"] = s["opacities"] * 0.5
+    cam = front_camera(16, 16, dtype=torch.float64)
+    names = list(s)
+    weights = torch.rand(16, 16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def f(*tensors):
+        out = rasterize(**dict(zip(names, tensors)), camera=cam, background=torch.ones(3, dtype=torch.float64))
+        return (out.rgb * weights).sum(), out.alpha.sum()
+
+    inputs = tuple(s[k].clone().requires_grad_(True) for k in names)
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def test_screen_space_gradient_is_kept_for_densification(scene):
+    means = scene["means"].clone().requires_grad_(True)
+    out = rasterize(**{**scene, "means": means}, camera=front_camera())
+    out.rgb.sum().backward()
+    assert out.means2d.shape == (1, 60, 2) and out.radii.shape == (1, 60)
+    grad = out.means2d.grad[0]
+    assert grad.abs().sum() > 0
+    assert (grad[out.radii[0] == 0] == 0).all()
+
+
+def test_sh_colours_of_degree_zero_equal_rgb(scene):
+    from eavatar.render.projection import SH_C0
+
+    sh = ((scene["colors"] - 0.5) / SH_C0)[:, None, :]
+    rgb = rasterize(**scene, camera=front_camera()).rgb
+    torch.testing.assert_close(rasterize(**{**scene, "colors": sh}, camera=front_camera(), sh_degree=0).rgb, rgb)
+
+
+@pytest.mark.parametrize(
+    "field, shape, message",
+    [("means", (60, 2), "means must have shape"), ("opacities", (60, 1), "opacities must have shape"), ("colors", (60, 4), "colors must be")],
+)
+def test_rejects_wrong_shapes(scene, field, shape, message):
+    scene[field] = torch.zeros(shape)
+    with pytest.raises(ValueError, match=message):
+        rasterize(**scene, camera=front_camera())
+
+
+def test_gsplat_backend_needs_cuda(scene):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(RuntimeError, match="needs CUDA"):
+        rasterize(**scene, camera=front_camera(), backend="gsplat")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA for gsplat")
+def test_backends_agree_on_cuda():
+    s = {k: v.cuda() for k, v in random_scene(2000, seed=7).items()}
+    cam = front_camera(128, 96).to("cuda")
+    bg = torch.ones(3, device="cuda")
+    a = rasterize(**s, camera=cam, background=bg, backend="gsplat")
+    b = rasterize(**s, camera=cam, background=bg, backend="torch")
+    torch.testing.assert_close(a.rgb, b.rgb, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(a.alpha, b.alpha, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(a.radii, b.radii)
