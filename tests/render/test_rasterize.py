@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from eavatar.render import rasterize
-from eavatar.render.cpu import TILE_SIZE
 from eavatar.render.projection import project
 from tests.render.conftest import front_camera, random_scene
 
@@ -14,7 +13,7 @@ from tests.render.conftest import front_camera, random_scene
 def brute_force(s: dict, cam, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Independent reference, one pixel at a time: sort by depth, blend until transmittance would hit 1e-4.
 
-    A Gaussian reaches a pixel when its 3-sigma box touches the pixel's 16x16 tile (gsplat's binning).
+    A Gaussian reaches the pixels whose centres lie in its 3-sigma box.
     """
     p = project(s["means"], s["quats"], s["scales"], cam.viewmat, cam.K, cam.width, cam.height)
     order = torch.argsort(p.depths).tolist()
@@ -23,16 +22,13 @@ def brute_force(s: dict, cam, background: torch.Tensor) -> tuple[torch.Tensor, t
     depth = torch.zeros(cam.height, cam.width, 1, dtype=s["means"].dtype)
     for y in range(cam.height):
         for x in range(cam.width):
-            tx, ty = x // TILE_SIZE, y // TILE_SIZE
             T, c, d = 1.0, torch.zeros(3, dtype=rgb.dtype), 0.0
             for g in order:
                 r = int(p.radii[g])
                 if r == 0:
                     continue
                 mx, my = p.means2d[0, g].tolist()
-                if not (math.floor((mx - r) / TILE_SIZE) <= tx < math.ceil((mx + r) / TILE_SIZE)):
-                    continue
-                if not (math.floor((my - r) / TILE_SIZE) <= ty < math.ceil((my + r) / TILE_SIZE)):
+                if abs(x + 0.5 - mx) > r or abs(y + 0.5 - my) > r:  # outside its 3-sigma box
                     continue
                 dx, dy = x + 0.5 - mx, y + 0.5 - my
                 a_, b_, c_ = p.conics[g].tolist()
@@ -133,6 +129,8 @@ def test_backends_agree_on_cuda():
     bg = torch.ones(3, device="cuda")
     a = rasterize(**s, camera=cam, background=bg, backend="gsplat")
     b = rasterize(**s, camera=cam, background=bg, backend="torch")
-    torch.testing.assert_close(a.rgb, b.rgb, rtol=1e-3, atol=1e-3)
-    torch.testing.assert_close(a.alpha, b.alpha, rtol=1e-3, atol=1e-3)
+    # gsplat also lets a Gaussian reach the rest of its tiles, where alpha < 0.011 * opacity
+    torch.testing.assert_close(a.rgb, b.rgb, rtol=0, atol=2e-2)
+    torch.testing.assert_close(a.alpha, b.alpha, rtol=0, atol=2e-2)
+    assert (a.rgb - b.rgb).abs().mean() < 1e-3
     torch.testing.assert_close(a.radii, b.radii)
