@@ -29,11 +29,17 @@ def _sigma(dx: Tensor, dy: Tensor, conics: Tensor) -> Tensor:
     return 0.5 * (conics[:, 0] * dx * dx + conics[:, 2] * dy * dy) + conics[:, 1] * dx * dy
 
 
+def _packed(proj: Projected, opacities: Tensor) -> Tensor:  # [N, 6]: mean x, mean y, conic (3), opacity
+    """One gather per pair instead of four."""
+    return torch.cat([proj.means2d[0], proj.conics, opacities[:, None]], -1)
+
+
 @torch.no_grad()
 def pixel_pairs(proj: Projected, opacities: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(gaussian, pixel x, pixel y, pixel id) of every pair that passes the alpha floor, sorted by pixel then depth."""
     device = opacities.device
     visible = torch.nonzero(proj.radii > 0).squeeze(1)
+    visible = visible[torch.argsort(proj.depths[visible].detach(), stable=True)]  # pairs are made front to back
     m = proj.means2d[0, visible].detach()
     r = proj.radii[visible].to(m.dtype)
     # pixels whose centre (x + 0.5) lies inside the 3-sigma box
@@ -49,24 +55,21 @@ def pixel_pairs(proj: Projected, opacities: Tensor, width: int, height: int) -> 
     nx_rep = torch.repeat_interleave(nx, counts)
     px = torch.repeat_interleave(x0, counts) + local % nx_rep
     py = torch.repeat_interleave(y0, counts) + local // nx_rep
-    means2d = proj.means2d[0].detach()
-    sigma = _sigma(px + 0.5 - means2d[gauss, 0], py + 0.5 - means2d[gauss, 1], proj.conics.detach()[gauss])
-    keep = (sigma >= 0) & (opacities.detach()[gauss] * torch.exp(-sigma) >= ALPHA_MIN)
+    g = _packed(proj, opacities).detach()[gauss]
+    sigma = _sigma(px + 0.5 - g[:, 0], py + 0.5 - g[:, 1], g[:, 2:5])
+    keep = (sigma >= 0) & (g[:, 5] * torch.exp(-sigma) >= ALPHA_MIN)
     gauss, px, py = gauss[keep], px[keep], py[keep]
     pixel = py * width + px
-    n = proj.depths.shape[0]
-    rank = torch.empty(n, dtype=torch.long, device=device)
-    rank[torch.argsort(proj.depths.detach(), stable=True)] = torch.arange(n, device=device)
-    order = torch.argsort(pixel * n + rank[gauss])
+    order = torch.argsort(pixel, stable=True)  # stable: keeps the front-to-back order inside a pixel
     return gauss[order], px[order], py[order], pixel[order]
 
 
 def composite(proj: Projected, opacities: Tensor, features: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
     """Front-to-back blending of ``features`` [N, D]: returns (accumulated features [H, W, D], alpha [H, W, 1])."""
     gauss, px, py, pixel = pixel_pairs(proj, opacities, width, height)
-    means2d = proj.means2d[0]
-    sigma = _sigma(px + 0.5 - means2d[gauss, 0], py + 0.5 - means2d[gauss, 1], proj.conics[gauss])
-    alpha = torch.clamp_max(opacities[gauss] * torch.exp(-sigma), ALPHA_MAX)
+    g = _packed(proj, opacities)[gauss]
+    sigma = _sigma(px + 0.5 - g[:, 0], py + 0.5 - g[:, 1], g[:, 2:5])
+    alpha = torch.clamp_max(g[:, 5] * torch.exp(-sigma), ALPHA_MAX)
     log_keep = torch.log1p(-alpha).double()  # float64: the running sum spans every pair of the image
     running = torch.cumsum(log_keep, 0)
     per_pixel = torch.bincount(pixel, minlength=width * height)

@@ -1,0 +1,97 @@
+"""Rasteriser timings: forward and forward+backward medians per backend, scene size and resolution.
+
+    python benchmarks/bench_rasterizer.py [--repeats 7] [--out benchmarks/results/rasterizer.json]
+
+Scenes are random Gaussians filling a head-sized ball seen from 1 unit, the footprint a
+trained avatar has in the synthetic subject's cameras. Results go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from eavatar.render import Camera, rasterize
+
+
+def scene(n: int, device: str) -> dict:
+    g = torch.Generator().manual_seed(0)
+    means = torch.randn(n, 3, generator=g)
+    means = 0.1 * means / means.norm(dim=-1, keepdim=True) * torch.rand(n, 1, generator=g) ** (1 / 3)
+    s = {
+        "means": means,
+        "quats": torch.randn(n, 4, generator=g),
+        "scales": torch.rand(n, 3, generator=g) * 0.004 + 0.001,
+        "opacities": torch.rand(n, generator=g) * 0.9 + 0.1,
+        "colors": torch.rand(n, 3, generator=g),
+    }
+    return {k: v.to(device).requires_grad_(True) for k, v in s.items()}
+
+
+def camera(size: int, device: str) -> Camera:
+    c2w = torch.eye(4)
+    c2w[2, 3] = 1.0
+    return Camera.from_c2w_opengl(c2w, 3.5 * size, 3.5 * size, size / 2, size / 2, size, size).to(device)
+
+
+def median_seconds(fn, repeats: int, device: str) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    ap.add_argument("--gaussians", type=int, nargs="+", default=[2000, 8000, 32000])
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/rasterizer.json"))
+    args = ap.parse_args()
+    setups = [("cpu", "torch")] + ([("cuda", "torch"), ("cuda", "gsplat")] if torch.cuda.is_available() else [])
+    rows = []
+    for device, backend in setups:
+        for size in args.sizes:
+            cam = camera(size, device)
+            for n in args.gaussians:
+                s = scene(n, device)
+                bg = torch.ones(3, device=device)
+
+                def forward():
+                    with torch.no_grad():
+                        rasterize(**s, camera=cam, background=bg, backend=backend)
+
+                def forward_backward():
+                    rasterize(**s, camera=cam, background=bg, backend=backend).rgb.sum().backward()
+
+                row = {
+                    "device": device,
+                    "backend": backend,
+                    "size": size,
+                    "gaussians": n,
+                    "forward_ms": 1e3 * median_seconds(forward, args.repeats, device),
+                    "forward_backward_ms": 1e3 * median_seconds(forward_backward, args.repeats, device),
+                }
+                rows.append(row)
+                print(f"{device:4s} {backend:6s} {size:4d}px {n:6d} gaussians  fwd {row['forward_ms']:8.1f} ms  fwd+bwd {row['forward_backward_ms']:8.1f} ms")
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(), "repeats": args.repeats}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
