@@ -85,10 +85,28 @@ class EAvatarTrainer(Trainer):
         )
         return save_avatar(self.avatar_path(), model.avatar, info)
 
+    def export_samples(self) -> list[Path]:
+        """The canonical PLY and ground truth | render of the first test frame, for the MLflow run."""
+        import imageio.v3 as iio
+
+        from eavatar.avatar.ply import export_canonical_ply
+        from eavatar.drive import load_rgb, render_subject_frame
+
+        model = self.pipeline.model
+        subject = model.kwargs["metadata"]["subject"]
+        index = int(subject.split("test")[0])
+        with torch.no_grad():
+            pred = render_subject_frame(model.avatar, subject, index, model.background).rgb.cpu()
+        sheet = torch.cat([load_rgb(subject.image_paths[index], model.background.cpu()), pred], dim=1)
+        sample = self.base_dir / "sample_test_frame.png"
+        iio.imwrite(sample, (sheet.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+        return [export_canonical_ply(self.base_dir / "canonical.ply", model.avatar), sample]
+
     def _after_train(self) -> None:
         path = self.export_avatar()
         self.run.log_metrics({"train/num_gaussians": float(len(self.pipeline.model.avatar.canonical))}, step=self.step)
         self.run.log_artifacts([path, self.base_dir / "config.yml"], artifact_path="checkpoint")
+        self.run.log_artifacts(self.export_samples(), artifact_path="samples")
         self.run.__exit__(None, None, None)
         super()._after_train()
 
