@@ -13,7 +13,7 @@ from eavatar.cli.main import main
 pytestmark = pytest.mark.slow
 
 TINY_PARAMS = {
-    "synthetic": {"seed": 0, "resolution": 48, "n_views": 2, "num_sequences": 3, "timesteps_per_sequence": 6},
+    "synthetic": {"seed": 0, "resolution": 48, "n_cameras": 2, "n_train_sequences": 2, "n_test_sequences": 1, "timesteps_per_sequence": 5, "mesh_subdivisions": 4},
     "train": {
         "max_steps": 60,
         "seed": 1,
