@@ -93,7 +93,13 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params, "train")
     cfg = build_config(params, args.data, args.out, f"{args.params}:train")
     prepare_resume(cfg, params, args.data)
-    ns_train_main(cfg)
+    if cfg.max_num_iterations > 0:
+        ns_train_main(cfg)
+    else:  # stopped after the last checkpoint: export it without training further
+        print("no steps left: exporting the last checkpoint")
+        trainer = cfg.setup(local_rank=0, world_size=1)
+        trainer.setup()
+        trainer.finish()
     produced = cfg.get_base_dir() / "avatar.pt"
     final = args.out / "avatar.pt"
     shutil.copy2(produced, final)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from nerfstudio.configs.base_config import LoggingConfig, MachineConfig, ViewerConfig
-from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from eavatar.ns.datamanager import EAvatarDatamanagerConfig
 from eavatar.ns.dataparser import EAvatarDataParserConfig
 from eavatar.ns.model import EAvatarModelConfig
 from eavatar.ns.trainer import EAvatarTrainerConfig, device_type
@@ -49,7 +49,7 @@ def eavatar_trainer_config() -> EAvatarTrainerConfig:
         mixed_precision=False,
         machine=MachineConfig(device_type=device_type()),
         pipeline=VanillaPipelineConfig(
-            datamanager=FullImageDatamanagerConfig(dataparser=EAvatarDataParserConfig(), cache_images="cpu"),
+            datamanager=EAvatarDatamanagerConfig(dataparser=EAvatarDataParserConfig()),
             model=EAvatarModelConfig(),
         ),
         optimizers=optimizer_configs(),

@@ -26,6 +26,8 @@ class EAvatarModelConfig(ModelConfig):
     """The EAvatar avatar, its losses and its densification schedule."""
 
     _target: Type = field(default_factory=lambda: EAvatarModel)
+    enable_collider: bool = False
+    """Rays are not sampled: a rasteriser needs no near/far collider."""
     avatar: AvatarConfig = field(default_factory=AvatarConfig)
     """Canonical Gaussians and dynamic generator."""
     loss: LossConfig = field(default_factory=LossConfig)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Type
 
+import numpy as np
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
@@ -45,7 +46,10 @@ class EAvatarTrainer(Trainer):
         )
 
     def _load_checkpoint(self) -> None:
-        super()._load_checkpoint()
+        # nerfstudio's checkpoints hold numpy scalars (scheduler state), which torch>=2.6's
+        # weights-only loading refuses; these files are our own, so allow exactly those types.
+        with torch.serialization.safe_globals([np._core.multiarray.scalar, np.dtype, type(np.dtype(np.float64))]):
+            super()._load_checkpoint()
         # A resumed run with nothing left to do must still save under its real step.
         self.step = max(self._start_step - 1, 0)
 
@@ -102,12 +106,17 @@ class EAvatarTrainer(Trainer):
         iio.imwrite(sample, (sheet.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
         return [export_canonical_ply(self.base_dir / "canonical.ply", model.avatar), sample]
 
-    def _after_train(self) -> None:
+    def finish(self) -> Path:
+        """Export avatar.pt, log it with the canonical PLY and a sample render, close the MLflow run."""
         path = self.export_avatar()
         self.run.log_metrics({"train/num_gaussians": float(len(self.pipeline.model.avatar.canonical))}, step=self.step)
         self.run.log_artifacts([path, self.base_dir / "config.yml"], artifact_path="checkpoint")
         self.run.log_artifacts(self.export_samples(), artifact_path="samples")
         self.run.__exit__(None, None, None)
+        return path
+
+    def _after_train(self) -> None:
+        self.finish()
         super()._after_train()
 
 
