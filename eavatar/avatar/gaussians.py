@@ -21,7 +21,7 @@ class GaussianInitConfig:
     """How the canonical Gaussians are seeded from a mesh."""
 
     num_points: int = 12_000
-    """Gaussians sampled on the template surface (area-weighted), plus every vertex."""
+    """Gaussians sampled on the template surface (area-weighted)."""
     feature_dim: int = 32
     """Length of the per-Gaussian feature F0 that the colour heads decode (paper: open)."""
     initial_opacity: float = 0.8
@@ -33,9 +33,9 @@ class GaussianInitConfig:
 
 
 def sample_mesh_points(mesh: trimesh.Trimesh, num_points: int, seed: int) -> np.ndarray:  # -> [M, 3]
-    """Vertices plus area-weighted surface samples, so thin parts (lips, lids) get points."""
+    """Area-weighted surface samples: density follows skin area, not the template's tessellation."""
     surface, _ = trimesh.sample.sample_surface(mesh, num_points, seed=seed)
-    return np.concatenate([np.asarray(mesh.vertices), surface], axis=0).astype(np.float32)
+    return np.asarray(surface, dtype=np.float32)
 
 
 def load_mesh(path: str | Path) -> trimesh.Trimesh:
