@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     subject = load_subject(args.data)
     test = subject.split(params.get("split", "test"))
     sequence = params.get("sequence") or subject.sequences[test[0]]
-    camera = int(params.get("camera", subject.camera_indices[test[0]]))
+    frontal = test[np.argmax(subject.c2w[test, 2, 3])]  # default: the camera most in front of the face (+z)
+    camera = int(params.get("camera", subject.camera_indices[frontal]))
     fps = int(params.get("fps", 25))
     expression = expression_from_names(params.get("orbit_expression") or {}, info.expression_labels, f"{where}.orbit_expression")
     outputs = [
