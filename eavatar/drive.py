@@ -41,6 +41,39 @@ def load_rgb(path, background: Tensor | None = None) -> Tensor:  # -> [H, W, 3] 
     return img[..., :3].contiguous()
 
 
+def look_at_c2w(eye: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:  # [3] x2 -> [4, 4]
+    """OpenGL camera-to-world looking from ``eye`` at ``target`` (camera -z towards the target)."""
+    up = torch.tensor([0.0, 1.0, 0.0]) if up is None else up
+    z = torch.nn.functional.normalize(eye - target, dim=0)
+    x = torch.nn.functional.normalize(torch.linalg.cross(up, z), dim=0)
+    c2w = torch.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = x, torch.linalg.cross(z, x), z, eye
+    return c2w
+
+
+def orbit_camera(avatar: HeadAvatar, subject: Subject, head_pose: Tensor, azimuth_deg: float, elevation_deg: float, size: int | None = None) -> Camera:
+    """A camera on a circle around the posed head, at the training cameras' mean distance and focal.
+
+    azimuth 0 looks at the face (+z of head space); ``size`` rescales the image (and focal).
+    """
+    train = subject.split("train")
+    head_pose = head_pose.detach().cpu()
+    target = head_pose[:3, :3] @ avatar.center.cpu() + head_pose[:3, 3]
+    radius = float(np.linalg.norm(subject.c2w[train, :3, 3] - target.numpy(), axis=1).mean())
+    fx, fy, cx, cy = (float(v) for v in subject.intrinsics[train[0]])
+    w, h = (int(v) for v in subject.image_sizes[train[0]])
+    k = 1.0 if size is None else size / max(w, h)
+    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
+    eye = target + radius * torch.tensor([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)], dtype=torch.float32)
+    cam = Camera.from_c2w_opengl(look_at_c2w(eye, target), fx * k, fy * k, cx * k, cy * k, round(w * k), round(h * k))
+    return cam.to(avatar.center.device)
+
+
+def to_uint8(rgb: Tensor) -> np.ndarray:
+    """[H, W, 3] float in [0, 1] -> uint8 array for image files and widgets."""
+    return (rgb.detach().clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+
 @torch.no_grad()
 def render_subject_frame(avatar: HeadAvatar, subject: Subject, index: int, background: Tensor) -> RenderOutput:
     """Render the avatar as seen by frame ``index`` of ``subject`` (its camera, expression and pose)."""

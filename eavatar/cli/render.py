@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -18,16 +17,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--avatar", type=Path, default=Path("artifacts/train/avatar.pt"), help="trained avatar")
     p.add_argument("--data", type=Path, default=Path("data/synthetic"), help="subject folder")
     p.add_argument("--out", type=Path, default=Path("artifacts/render"), help="folder for videos and PLYs")
-
-
-def look_at_c2w(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:  # [3] x3 -> [4, 4]
-    """OpenGL camera-to-world looking from ``eye`` at ``target`` (camera -z towards the target)."""
-    z = torch.nn.functional.normalize(eye - target, dim=0)
-    x = torch.nn.functional.normalize(torch.linalg.cross(up, z), dim=0)
-    y = torch.linalg.cross(z, x)
-    c2w = torch.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = x, y, z, eye
-    return c2w
 
 
 def expression_from_names(values: dict[str, float], labels: list[str], where: str) -> torch.Tensor:
@@ -48,25 +37,16 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
 
 @torch.no_grad()
 def render_orbit(avatar, subject, info, expression: torch.Tensor, n_frames: int, elevation_deg: float) -> list[np.ndarray]:
-    """A full turn around the head at the reference pose, at the mean training camera distance."""
-    from eavatar.render import Camera
+    """A full turn around the head at the reference pose, at the training cameras' distance."""
+    from eavatar.drive import orbit_camera, to_uint8
 
     device = avatar.center.device
     head_pose = torch.tensor(info.reference_head_pose, dtype=torch.float32, device=device)
-    target = (head_pose[:3, :3] @ avatar.center + head_pose[:3, 3]).cpu()
-    train = subject.split("train")
-    radius = float(np.linalg.norm(subject.c2w[train, :3, 3] - target.numpy(), axis=1).mean())
-    fx, fy, cx, cy = (float(v) for v in subject.intrinsics[train[0]])
-    w, h = (int(v) for v in subject.image_sizes[train[0]])
     background = torch.tensor(info.background, device=device)
-    frames, el = [], math.radians(elevation_deg)
-    for k in range(n_frames):
-        az = 2 * math.pi * k / n_frames
-        eye = target + radius * torch.tensor([math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)])
-        cam = Camera.from_c2w_opengl(look_at_c2w(eye, target, torch.tensor([0.0, 1.0, 0.0])), fx, fy, cx, cy, w, h).to(device)
-        rgb = avatar.render(cam, expression.to(device), head_pose, background).rgb
-        frames.append((rgb.clamp(0, 1) * 255).round().byte().cpu().numpy())
-    return frames
+    return [
+        to_uint8(avatar.render(orbit_camera(avatar, subject, head_pose, 360.0 * k / n_frames, elevation_deg), expression.to(device), head_pose, background).rgb)
+        for k in range(n_frames)
+    ]
 
 
 @torch.no_grad()
