@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from eavatar.avatar.control import SparseControlConfig
 from eavatar.avatar.gaussians import CanonicalGaussians, GaussianInitConfig
 from eavatar.avatar.generator import GeneratorConfig
 from eavatar.avatar.model import AvatarConfig, HeadAvatar
@@ -56,7 +57,11 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[H
     if payload.get("format") != FORMAT:
         raise ValueError(f"{path}: format is {payload.get('format')!r}, expected {FORMAT!r}")
     cfg_dict = payload["config"]
-    cfg = AvatarConfig(init=GaussianInitConfig(**cfg_dict["init"]), generator=GeneratorConfig(**cfg_dict["generator"]))
+    cfg = AvatarConfig(
+        init=GaussianInitConfig(**cfg_dict["init"]),
+        generator=GeneratorConfig(**cfg_dict["generator"]),
+        control=SparseControlConfig(**cfg_dict.get("control", {})),
+    )
     state = payload["state_dict"]
     canonical = CanonicalGaussians.empty_like_state(state, prefix="canonical.params.")
     avatar = HeadAvatar(canonical, payload["d_exp"], cfg, state["center"], float(state["radius"]))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from eavatar.avatar.control import SparseControlConfig, control_mask, propagate
 from eavatar.avatar.gaussians import CanonicalGaussians, GaussianInitConfig
 from eavatar.avatar.generator import DynamicGenerator, GeneratorConfig
 from eavatar.avatar.pose import apply_head_pose, pose_code
@@ -21,6 +22,8 @@ class AvatarConfig:
     """Seeding of the canonical Gaussians from the template mesh."""
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     """Expression and pose MLPs."""
+    control: SparseControlConfig = field(default_factory=SparseControlConfig)
+    """Sparse expression control: control Gaussians move their neighbours."""
 
 
 @dataclass
@@ -32,7 +35,9 @@ class FrameGaussians:
     scales: Tensor  # [N, 3] linear
     opacities: Tensor  # [N]
     colors: Tensor  # [N, 3] in [0, 1]
-    exp_displacement: Tensor  # [N, 3] head space, f_exp_def output in world units
+    exp_displacement: Tensor  # [N, 3] head space, expression displacement in world units (after control)
+    exp_magnitude: Tensor  # [N] |f_exp_def| in head radii, before control (what tau and tau_split compare)
+    is_control: Tensor  # [N] bool, control Gaussians of this frame (all False when control is off)
 
 
 class HeadAvatar(nn.Module):
@@ -61,6 +66,13 @@ class HeadAvatar(nn.Module):
         p = self.canonical.params
         normalized = (p["means"] - self.center) / self.radius
         exp_dx, pose_dx, attrs = self.generator(normalized, p["features"], expression, pose_code(head_pose))
+        control = self.cfg.control
+        is_control = control_mask(exp_dx, control.tau)
+        magnitude = exp_dx.detach().norm(dim=-1)
+        if control.enabled:
+            exp_dx = propagate(normalized.detach(), exp_dx, is_control, control.radius, control.sigma)
+        else:
+            is_control = torch.zeros_like(is_control)
         means_head = p["means"] + self.radius * (exp_dx + pose_dx)
         means, quats = apply_head_pose(means_head, p["quats"] + attrs["quats"], head_pose)
         return FrameGaussians(
@@ -70,9 +82,14 @@ class HeadAvatar(nn.Module):
             opacities=torch.sigmoid(p["opacities"] + attrs["opacities"][:, 0]),
             colors=torch.sigmoid(attrs["color"]),
             exp_displacement=self.radius * exp_dx,
+            exp_magnitude=magnitude,
+            is_control=is_control,
         )
 
     def render(self, camera: Camera, expression: Tensor, head_pose: Tensor, background: Tensor) -> RenderOutput:
         """Render one frame; ``background`` [3] fills where alpha < 1."""
-        g = self.frame(expression, head_pose)
+        return self.rasterize(self.frame(expression, head_pose), camera, background)
+
+    @staticmethod
+    def rasterize(g: FrameGaussians, camera: Camera, background: Tensor) -> RenderOutput:
         return rasterize(g.means, g.quats, g.scales, g.opacities, g.colors, camera, background=background)

@@ -77,6 +77,8 @@ class EAvatarModel(Model):
         self.step = 0
         self.optimizers: Dict[str, torch.optim.Optimizer] = {}
         self.last_render: Optional[RenderOutput] = None
+        self.last_exp_magnitude: Optional[torch.Tensor] = None
+        self.last_num_control = 0
 
     # -- optimisation -------------------------------------------------------------------------
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
@@ -92,7 +94,7 @@ class EAvatarModel(Model):
         def after(step: int) -> None:
             if self.last_render is not None:
                 params = self.avatar.canonical.params
-                self.densifier.step(params, {k: self.optimizers[k] for k in PARAM_NAMES}, step, self.last_render)
+                self.densifier.step(params, {k: self.optimizers[k] for k in PARAM_NAMES}, step, self.last_render, self.last_exp_magnitude)
                 self.last_render = None
 
         return [
@@ -120,9 +122,11 @@ class EAvatarModel(Model):
         if not isinstance(camera, Cameras) or camera.shape[0] != 1:
             raise ValueError("EAvatarModel renders one nerfstudio Cameras at a time")
         expression, head_pose = self.frame_controls(camera)
-        out = self.avatar.render(ns_camera_to_camera(camera), expression, head_pose, self.background)
+        frame = self.avatar.frame(expression, head_pose)
+        out = self.avatar.rasterize(frame, ns_camera_to_camera(camera), self.background)
         if self.training:
-            self.last_render = out
+            self.last_render, self.last_exp_magnitude = out, frame.exp_magnitude
+            self.last_num_control = int(frame.is_control.sum())
         return {"rgb": out.rgb, "accumulation": out.alpha, "depth": out.depth}
 
     def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, torch.Tensor]:
@@ -143,7 +147,12 @@ class EAvatarModel(Model):
         return image_losses(outputs["rgb"], self._gt(batch), self.config.loss, self.step, lpips_fn)
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, torch.Tensor]:
-        return {"psnr": psnr(outputs["rgb"].detach(), self._gt(batch)), "num_gaussians": torch.tensor(float(len(self.avatar.canonical)))}
+        return {
+            "psnr": psnr(outputs["rgb"].detach(), self._gt(batch)),
+            "num_gaussians": torch.tensor(float(len(self.avatar.canonical))),
+            "num_control": torch.tensor(float(self.last_num_control)),  # control-set size of this frame
+            "deformation_splits": torch.tensor(float(self.densifier.last_splits)),  # at the latest refinement
+        }
 
     def get_image_metrics_and_images(self, outputs, batch):
         from eavatar.metrics.image import image_metrics

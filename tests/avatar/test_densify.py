@@ -42,3 +42,45 @@ def test_growth_adds_gaussians_and_keeps_optimizer_state_in_step():
 def test_growth_stops_at_the_cap():
     avatar, _ = train_steps(max_gaussians=300)
     assert len(avatar.canonical) <= 300
+
+
+def test_deformation_split_keeps_the_image_and_optimizer_in_step():
+    from eavatar.avatar.densify import split_in_place
+
+    avatar = make_avatar(n=300)
+    with torch.no_grad():  # anisotropic Gaussians, so "longest axis" matters
+        avatar.canonical.params["scales"][:, 0] += 0.7
+    params = avatar.canonical.params
+    optimizers = {k: torch.optim.Adam([params[k]], lr=1e-3) for k in PARAM_NAMES}
+    cam, code = front_camera(64), torch.zeros(5)
+    avatar.render(cam, code, torch.eye(4), torch.ones(3)).rgb.sum().backward()
+    for opt in optimizers.values():
+        opt.step()
+    before = avatar.render(cam, code, torch.eye(4), torch.ones(3)).rgb.detach()
+    mask = torch.zeros(300, dtype=torch.bool)
+    mask[::3] = True
+    state = {"exp_max": torch.rand(300)}
+    split_in_place(params, optimizers, state, mask)
+    assert len(avatar.canonical) == 400 and state["exp_max"].shape == (400,)
+    for name in PARAM_NAMES:
+        assert optimizers[name].state[params[name]]["exp_avg"].shape == params[name].shape
+    after = avatar.render(cam, code, torch.eye(4), torch.ones(3)).rgb.detach()
+    diff = (after - before).abs()
+    assert diff.mean() < 0.01 and diff.max() < 0.15, (diff.mean(), diff.max())
+
+
+def test_densifier_splits_moving_gaussians_on_schedule_within_the_cap():
+    avatar = make_avatar(n=200)
+    cfg = DensifyConfig(grow_grad2d=1e9, refine_start=0, refine_every=2, refine_stop=100, reset_every=10_000, max_gaussians=230, deformation_split=True, tau_split=0.5)
+    densifier = Densifier(cfg, float(avatar.radius))
+    params = avatar.canonical.params
+    optimizers = {k: torch.optim.Adam([params[k]], lr=1e-4) for k in PARAM_NAMES}
+    cam = front_camera(32)
+    magnitude = torch.zeros(200)
+    magnitude[:50] = 1.0  # 50 Gaussians move more than tau_split
+    for step in (1, 2):
+        out = rasterize(*(lambda g: (g.means, g.quats, g.scales, g.opacities, g.colors))(avatar.frame(torch.zeros(5), torch.eye(4))), cam)
+        out.rgb.sum().backward()
+        densifier.step(params, optimizers, step, out, magnitude if step == 1 else torch.zeros(len(params["means"])))
+    assert densifier.last_splits == 30  # capped: a split adds one, 200 + 30 = 230
+    assert len(avatar.canonical) == 230

@@ -82,3 +82,19 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     torch.save({"format": "other"}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="bad.pt: format is 'other'"):
         load_avatar(tmp_path / "bad.pt")
+
+
+def test_sparse_control_moves_neighbours_of_control_gaussians_only_when_enabled():
+    from eavatar.avatar.control import SparseControlConfig
+
+    avatar = make_avatar(n=400)
+    code = torch.ones(5)
+    off = avatar.frame(code, torch.eye(4))
+    assert not off.is_control.any()
+    tau = float(off.exp_magnitude.quantile(0.9))
+    avatar.cfg.control = SparseControlConfig(enabled=True, tau=tau, radius=0.5, sigma=0.3)
+    on = avatar.frame(code, torch.eye(4))
+    assert 0 < int(on.is_control.sum()) < 400
+    torch.testing.assert_close(on.exp_displacement[on.is_control], off.exp_displacement[on.is_control])
+    moved = (on.exp_displacement - off.exp_displacement).norm(dim=-1) > 0
+    assert moved.any() and not (moved & on.is_control).any()

@@ -1,0 +1,76 @@
+"""Sparse control against a direct evaluation of the paper's formula."""
+
+import numpy as np
+import pytest
+import torch
+
+from eavatar.avatar.control import control_mask, neighbour_pairs, propagate
+
+
+def direct(points, disp, is_control, radius, sigma):
+    """The formula, one Gaussian at a time."""
+    out = disp.clone()
+    for j in range(len(points)):
+        if is_control[j]:
+            continue
+        reach = [i for i in range(len(points)) if is_control[i] and (points[j] - points[i]).norm() <= radius]
+        if not reach:
+            continue
+        k = torch.stack([torch.exp(-((points[j] - points[i]) ** 2).sum() / sigma**2) for i in reach])
+        w = k / k.sum()
+        out[j] = disp[j] + sum(w[n] * disp[i] for n, i in enumerate(reach))
+    return out
+
+
+@pytest.fixture
+def cloud():
+    g = torch.Generator().manual_seed(0)
+    points = torch.rand(200, 3, generator=g, dtype=torch.float64)
+    disp = torch.randn(200, 3, generator=g, dtype=torch.float64) * 0.1
+    return points, disp
+
+
+def test_matches_the_direct_formula(cloud):
+    points, disp = cloud
+    is_control = control_mask(disp, 0.15)
+    assert 0 < int(is_control.sum()) < 200
+    torch.testing.assert_close(propagate(points, disp, is_control, 0.25, 0.1), direct(points, disp, is_control, 0.25, 0.1))
+
+
+def test_weights_sum_to_one_controls_keep_their_own_and_unreached_do_not_move():
+    points = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [0.5, 0, 0], [0.2, 0, 0], [5.0, 0, 0]])
+    disp = torch.tensor([[0.0, 1, 0], [0.0, 1, 0], [0.0, 0, 0], [0.0, 0, 0], [0.0, 0, 0]])
+    is_control = torch.tensor([True, True, False, False, False])
+    out = propagate(points, disp, is_control, radius=0.6, sigma=0.3)
+    torch.testing.assert_close(out[:2], disp[:2])  # control Gaussians unchanged
+    torch.testing.assert_close(out[2], torch.tensor([0.0, 1.0, 0.0]))  # equidistant: blend of two equal moves
+    assert 0.999 < float(out[3, 1]) < 1.001  # weights normalised even when one control dominates
+    torch.testing.assert_close(out[4], disp[4])  # reached by none
+
+
+def test_threshold_is_strict_and_edges_of_the_radius_count():
+    disp = torch.tensor([[0.3, 0, 0], [0.2999, 0, 0], [0.3001, 0, 0]])
+    assert control_mask(disp, 0.3).tolist() == [False, False, True]
+    points = torch.tensor([[0.0, 0, 0], [0.5, 0, 0], [0.5000001, 0, 0]])
+    j, i = neighbour_pairs(torch.tensor([[0.0, 0, 0], [0.5, 0, 0], [0.6, 0, 0]]), torch.tensor([True, False, False]), 0.5)
+    assert j.tolist() == [1] and i.tolist() == [0]
+    assert len(neighbour_pairs(points, torch.zeros(3, dtype=torch.bool), 1.0)[0]) == 0
+
+
+def test_kd_tree_pairs_equal_brute_force():
+    g = torch.Generator().manual_seed(1)
+    points = torch.rand(3000, 3, generator=g)
+    is_control = torch.rand(3000, generator=g) < 0.05
+    j, i = neighbour_pairs(points, is_control, 0.08)
+    d = torch.cdist(points, points)
+    expected = torch.nonzero((d <= 0.08) & (~is_control)[:, None] & is_control[None, :])
+    assert sorted(zip(j.tolist(), i.tolist())) == sorted(map(tuple, expected.tolist()))
+
+
+def test_gradients_reach_control_displacements(cloud):
+    points, disp = cloud
+    disp = disp.clone().requires_grad_(True)
+    is_control = control_mask(disp, 0.15)
+    out = propagate(points, disp, is_control, 0.25, 0.1)
+    out[~is_control].sum().backward()
+    assert disp.grad[is_control].abs().sum() > 0
