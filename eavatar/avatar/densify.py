@@ -100,7 +100,6 @@ class Densifier:
         self.strategy.step_post_backward(params, optimizers, self.state, step, info, packed=False)
         s = self.strategy
         refining = s.refine_start_iter < step < s.refine_stop_iter and step % s.refine_every == 0
-        self.last_splits = 0
         if refining and self.cfg.deformation_split and "exp_max" in self.state:
             moving = self.state["exp_max"] > self.cfg.tau_split
             budget = max(self.cfg.max_gaussians - len(params["means"]), 0)

@@ -290,8 +290,12 @@ def write_transforms(root: str | Path, transforms: dict) -> Path:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=root, prefix=".transforms.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(transforms, f, indent=1)
-    os.replace(tmp, root / "transforms.json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(transforms, f, indent=1)
+        os.replace(tmp, root / "transforms.json")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)  # a failed dump must not leave a half-written file behind
+        raise
     load_subject(root, check_files=False)
     return root / "transforms.json"

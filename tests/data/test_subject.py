@@ -123,6 +123,21 @@ BROKEN = [
     (_set(["splits", "test"], {"cameras": [0], "sequences": ["a"]}), r"splits: train and test share"),
     (_set(["splits", "test"], {"frames": [99]}), r"splits\.test\.frames: frame index 99 out of range"),
     (_set(["splits", "test"], {"people": ["x"]}), r"splits\.test\.people: unknown selector"),
+    (_set(["splits", "test"], {"cameras": [5]}), r"splits\.test\.cameras: unknown camera_index 5"),
+    (_set(["splits", "test"], {"sequences": ["b"], "frames": [0]}), r"splits\.test: selects no frames"),
+    (_set(["splits", "train"], KeyError), r"splits\.train: missing"),
+    (_set(["frames", 3, "file_path"], KeyError), r"frames\[3\]\.file_path: missing"),
+    (_set(["frames", 3, "transform_matrix"], KeyError), r"frames\[3\]\.transform_matrix: missing"),
+    (_set(["frames", 3, "expression"], KeyError), r"frames\[3\]\.expression: missing"),
+    (_set(["frames", 3, "head_pose"], KeyError), r"frames\[3\]\.head_pose: missing"),
+    (_set(["frames", 3, "camera_index"], KeyError), r"frames\[3\]\.camera_index: missing"),
+    (_set(["frames", 3, "timestep_index"], KeyError), r"frames\[3\]\.timestep_index: missing"),
+    (_set(["frames", 2, "transform_matrix", 3], [0.0, 0.0, 1.0, 1.0]), r"frames\[2\]\.transform_matrix: last row must be \[0, 0, 0, 1\]"),
+    (_set(["frames", 2, "transform_matrix", 0], [1.0, 0.5, 0.0, 0.0]), r"frames\[2\]\.transform_matrix: rotation is not proper rigid"),
+    (_set(["frames", 2, "transform_matrix", 0, 3], float("inf")), r"frames\[2\]\.transform_matrix\[0\]\[3\]: not finite"),
+    (_set(["frames", 6, "head_pose", 1, 3], float("nan")), r"frames\[6\]\.head_pose\[1\]\[3\]: not finite"),
+    (_set(["cx"], float("nan")), r"transforms\.json: cx: not finite"),
+    (_set(["frames", 6, "fl_y"], float("-inf")), r"frames\[6\]\.fl_y: not finite"),
 ]
 
 
@@ -160,3 +175,42 @@ def test_write_transforms_is_validated_and_round_trips(tmp_path):
     bad["frames"][0]["expression"] = [1.0]
     with pytest.raises(SubjectError, match=r"frames\[0\]\.expression"):
         write_transforms(tmp_path / "t", bad)
+
+
+@pytest.mark.parametrize("key, folder", [("fg_mask_path", "masks"), ("region_path", "regions"), ("mesh_path", "meshes")])
+def test_missing_optional_frame_file_is_named(subject_dir, key, folder):
+    rewrite(subject_dir, lambda m: m["frames"][5].update({key: f"{folder}/gone.png"}))
+    with pytest.raises(SubjectError, match=rf"transforms\.json: frames\[5\]\.{key}: file not found: .*gone\.png"):
+        load_subject(subject_dir)
+    s = load_subject(subject_dir, check_files=False)
+    assert getattr(s, {"fg_mask_path": "mask_paths", "region_path": "region_paths", "mesh_path": "mesh_paths"}[key])[5].name == "gone.png"
+
+
+def test_region_and_template_paths_load(subject_dir):
+    (subject_dir / "regions").mkdir()
+    iio.imwrite(subject_dir / "regions" / "a_0_0.png", np.zeros((8, 8), np.uint8))
+    (subject_dir / "template.ply").write_text("ply\n")
+    rewrite(subject_dir, lambda m: (m["frames"][0].update(region_path="regions/a_0_0.png"), m.update(template_mesh="template.ply")))
+    s = load_subject(subject_dir)
+    assert s.region_paths[0] == subject_dir / "regions" / "a_0_0.png" and s.region_paths[1] is None
+    assert s.template_mesh == subject_dir / "template.ply"
+    (subject_dir / "template.ply").unlink()
+    with pytest.raises(SubjectError, match=r"transforms\.json: template_mesh: file not found"):
+        load_subject(subject_dir)
+
+
+def test_optional_val_split(subject_dir):
+    splits = {"train": {"sequences": ["a"]}, "val": {"sequences": ["b"], "cameras": [0]}, "test": {"sequences": ["b"], "cameras": [1]}}
+    rewrite(subject_dir, lambda m: m.update(splits=splits))
+    s = load_subject(subject_dir)
+    np.testing.assert_array_equal(s.split("val"), [4, 6])
+    assert s.split("test").dtype == np.int64
+    np.testing.assert_array_equal(s.frames_of_sequence("a"), [0, 1, 2, 3])
+
+
+def test_write_transforms_leaves_no_temp_file_on_failure(tmp_path):
+    meta = tiny_transforms()
+    meta["subject"] = object()  # not JSON-serialisable
+    with pytest.raises(TypeError):
+        write_transforms(tmp_path, meta)
+    assert list(tmp_path.iterdir()) == []
