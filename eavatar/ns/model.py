@@ -18,6 +18,7 @@ from eavatar.avatar.model import AvatarConfig, HeadAvatar
 from eavatar.data.subject import Subject
 from eavatar.metrics.image import psnr
 from eavatar.metrics.lpips import find_lpips_weights, load_lpips
+from eavatar.ns.viewer import ExpressionControls, slider_range
 from eavatar.render import Camera, RenderOutput
 
 
@@ -71,6 +72,9 @@ class EAvatarModel(Model):
         # The viewer has no per-frame data: it shows the avatar at a chosen code and the first training pose.
         self.register_buffer("viewer_expression", torch.zeros(subject.d_exp))
         self.register_buffer("viewer_head_pose", torch.as_tensor(subject.head_poses[train[0]], dtype=torch.float32))
+        codes = subject.expressions[train]  # [T, d_exp]
+        ranges = [slider_range(codes[:, k]) for k in range(subject.d_exp)]
+        self.expression = ExpressionControls(self.expression_labels, ranges, [0.0] * subject.d_exp, self.set_viewer_coefficient)
         self.densifier = Densifier(self.config.densify, float(self.avatar.radius))
         if self.config.loss.lpips_weight > 0:
             find_lpips_weights("alex")  # fails here, with how to install the weights, not mid-training
@@ -79,6 +83,10 @@ class EAvatarModel(Model):
         self.last_render: Optional[RenderOutput] = None
         self.last_exp_magnitude: Optional[torch.Tensor] = None
         self.last_num_control = 0
+
+    def set_viewer_coefficient(self, k: int, value: float) -> None:
+        """What an expression slider does: the viewer renders with ``viewer_expression``."""
+        self.viewer_expression[k] = value
 
     # -- optimisation -------------------------------------------------------------------------
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
@@ -108,7 +116,9 @@ class EAvatarModel(Model):
         for name in PARAM_NAMES:
             shape = state_dict[f"avatar.canonical.params.{name}"].shape
             canonical.params[name] = Parameter(torch.zeros(shape, device=self.background.device))
-        return super().load_state_dict(state_dict, strict=strict, **kwargs)
+        result = super().load_state_dict(state_dict, strict=strict, **kwargs)
+        self.expression.set_all(self.viewer_expression.tolist())  # sliders show the checkpoint's viewer expression
+        return result
 
     # -- rendering ----------------------------------------------------------------------------
     def frame_controls(self, camera: Cameras) -> Tuple[torch.Tensor, torch.Tensor]:
