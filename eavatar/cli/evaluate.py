@@ -29,35 +29,57 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 def evaluate(avatar_path: Path, data: Path, split: str, out: Path) -> dict:
-    """Metrics of every frame of ``split``; writes per_frame.json and sample PNGs under ``out``."""
+    """Metrics of every frame of ``split``; writes per_frame.json and sample PNGs under ``out``.
+
+    Besides PSNR / SSIM / LPIPS: PSNR inside the mouth and eye regions when the subject has
+    region maps, and temporal flicker over consecutive timesteps (eavatar.metrics.temporal).
+    """
     from eavatar.avatar.checkpoint import load_avatar
     from eavatar.data.subject import load_subject
     from eavatar.drive import load_rgb, render_subject_frame
     from eavatar.metrics.image import image_metrics
+    from eavatar.metrics.regions import load_region_map, region_psnr
+    from eavatar.metrics.temporal import FlickerMeter
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     avatar, info = load_avatar(avatar_path, device)
     subject = load_subject(data)
     background = torch.tensor(info.background, device=device)
-    indices = subject.split(split)
-    samples = set(np.linspace(0, len(indices) - 1, SAMPLE_RENDERS).round().astype(int).tolist())
+    indices = sorted(subject.split(split), key=lambda i: (subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i])))
+    samples = {indices[k] for k in np.linspace(0, len(indices) - 1, SAMPLE_RENDERS).round().astype(int)}
     out.mkdir(parents=True, exist_ok=True)
-    rows, unavailable = [], None
-    for k, i in enumerate(indices):
+    rows, unavailable, flicker = [], None, FlickerMeter()
+    for i in indices:
         pred = render_subject_frame(avatar, subject, int(i), background).rgb
         gt = load_rgb(subject.image_paths[i], background.cpu()).to(device)
         m = image_metrics(pred, gt)
         unavailable = m.pop("lpips_unavailable", unavailable)
+        if subject.region_paths[i] is not None:
+            m.update(region_psnr(pred, gt, load_region_map(subject.region_paths[i]), subject.region_labels))
+        flicker.add(subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i]), pred, gt)
         rows.append({"frame": int(i), "sequence": subject.sequences[i], "camera": int(subject.camera_indices[i]), **m})
-        if k in samples:
+        if i in samples:
             iio.imwrite(out / f"sample_{int(i):05d}.png", to_uint8(torch.cat([gt, pred], dim=1)))
+    rows.sort(key=lambda r: r["frame"])
+    (out / "per_frame.json").write_text(json.dumps(rows, indent=1))
     summary = {"split": split, "num_frames": len(rows), "resolution": [int(v) for v in subject.image_sizes[indices[0]]]}
-    for key in ("psnr", "ssim", "lpips"):
-        values = [r[key] for r in rows if r[key] is not None]
-        summary[key] = float(np.mean(values)) if values and len(values) == len(rows) else None
+    summary.update(average_rows(rows))
+    summary["flicker"] = flicker.mean()
     if unavailable:
         summary["lpips_unavailable"] = unavailable
-    (out / "per_frame.json").write_text(json.dumps(rows, indent=1))
+    return summary
+
+
+def average_rows(rows: list[dict]) -> dict[str, float | None]:
+    """Means of the per-frame metrics: PSNR / SSIM / LPIPS only when every frame has one (never a
+    partial LPIPS); a region score over the frames where the region was visible."""
+    summary: dict[str, float | None] = {}
+    for key in ("psnr", "ssim", "lpips"):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        summary[key] = float(np.mean(values)) if values and len(values) == len(rows) else None
+    for key in sorted({k for r in rows for k in r if k.endswith("_psnr")}):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        summary[key] = float(np.mean(values)) if values else None
     return summary
 
 

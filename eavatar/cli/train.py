@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=Path("data/synthetic"), help="subject folder")
     p.add_argument("--out", type=Path, default=Path("artifacts/train"), help="output folder (avatar.pt, nerfstudio run)")
     p.add_argument("--history", type=Path, default=Path("metrics/train_history.csv"), help="copy of the loss curve for `dvc plots`")
+    p.add_argument("--run-name", default="", help="MLflow run name (default: train-run)")
 
 
 def build_config(params: dict[str, Any], data: Path, out: Path, where: str):
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     params = load_params(args.params, "train")
     cfg = build_config(params, args.data, args.out, f"{args.params}:train")
+    cfg.mlflow_run_name = args.run_name
     prepare_resume(cfg, params, args.data)
     if cfg.max_num_iterations > 0:
         ns_train_main(cfg)

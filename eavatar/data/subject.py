@@ -48,6 +48,7 @@ class Subject:
     sequences: list[str]
     template_mesh: Path | None
     splits: dict[str, dict]
+    region_labels: dict[str, int]  # names of the values in region maps (empty without region maps)
 
     @property
     def d_exp(self) -> int:
@@ -248,9 +249,22 @@ def load_subject(path: str | Path, check_files: bool = True) -> Subject:
         sequences=sequences,
         template_mesh=template_path,
         splits=splits,
+        region_labels=_region_labels(meta, r, any(p is not None for p in region_paths)),
     )
     _check_splits(subject, r)
     return subject
+
+
+def _region_labels(meta: dict, r: _Reader, has_region_maps: bool) -> dict[str, int]:
+    """Top-level ``region_labels`` {name: value in the region maps}; required with region maps."""
+    labels = meta.get("region_labels")
+    if labels is None:
+        if has_region_maps:
+            raise r.fail("region_labels", "frames give region_path, so name the values of the region maps ({name: integer})")
+        return {}
+    if not isinstance(labels, dict) or not labels:
+        raise r.fail("region_labels", "expected a non-empty object {name: integer}")
+    return {str(k): r.integer(v, f"region_labels.{k}") for k, v in labels.items()}
 
 
 def _check_splits(subject: Subject, r: _Reader) -> None:

@@ -24,6 +24,8 @@ class EAvatarTrainerConfig(TrainerConfig):
     """MLflow experiment that receives the run (store: MLFLOW_TRACKING_URI, else ./mlflow.db)."""
     mlflow_log_every: int = 25
     """Steps between loss/metric logs to MLflow."""
+    mlflow_run_name: str = ""
+    """Name of the MLflow run (default: train-<timestamp>); the ablation names its runs."""
 
 
 class EAvatarTrainer(Trainer):
@@ -31,7 +33,7 @@ class EAvatarTrainer(Trainer):
 
     def setup(self, test_mode="val") -> None:
         super().setup(test_mode=test_mode)
-        self.run = TrackedRun(run_name=f"train-{self.config.timestamp}", experiment=self.config.mlflow_experiment, tags={"stage": "train"})
+        self.run = TrackedRun(run_name=self.config.mlflow_run_name or f"train-{self.config.timestamp}", experiment=self.config.mlflow_experiment, tags={"stage": "train"})
         self.run.__enter__()
         cfg = self.config
         self.run.log_params(

@@ -179,7 +179,7 @@ def test_write_transforms_is_validated_and_round_trips(tmp_path):
 
 @pytest.mark.parametrize("key, folder", [("fg_mask_path", "masks"), ("region_path", "regions"), ("mesh_path", "meshes")])
 def test_missing_optional_frame_file_is_named(subject_dir, key, folder):
-    rewrite(subject_dir, lambda m: m["frames"][5].update({key: f"{folder}/gone.png"}))
+    rewrite(subject_dir, lambda m: (m["frames"][5].update({key: f"{folder}/gone.png"}), m.update(region_labels={"mouth": 2})))
     with pytest.raises(SubjectError, match=rf"transforms\.json: frames\[5\]\.{key}: file not found: .*gone\.png"):
         load_subject(subject_dir)
     s = load_subject(subject_dir, check_files=False)
@@ -190,12 +190,28 @@ def test_region_and_template_paths_load(subject_dir):
     (subject_dir / "regions").mkdir()
     iio.imwrite(subject_dir / "regions" / "a_0_0.png", np.zeros((8, 8), np.uint8))
     (subject_dir / "template.ply").write_text("ply\n")
-    rewrite(subject_dir, lambda m: (m["frames"][0].update(region_path="regions/a_0_0.png"), m.update(template_mesh="template.ply")))
+    rewrite(subject_dir, lambda m: (m["frames"][0].update(region_path="regions/a_0_0.png"), m.update(template_mesh="template.ply", region_labels={"skin": 1, "mouth": 2})))
     s = load_subject(subject_dir)
     assert s.region_paths[0] == subject_dir / "regions" / "a_0_0.png" and s.region_paths[1] is None
+    assert s.region_labels == {"skin": 1, "mouth": 2}
     assert s.template_mesh == subject_dir / "template.ply"
     (subject_dir / "template.ply").unlink()
     with pytest.raises(SubjectError, match=r"transforms\.json: template_mesh: file not found"):
+        load_subject(subject_dir)
+
+
+@pytest.mark.parametrize("labels, field", [(None, "region_labels"), ({"mouth": "two"}, "region_labels.mouth"), ([2], "region_labels")])
+def test_region_maps_need_named_integer_labels(subject_dir, labels, field):
+    (subject_dir / "regions").mkdir()
+    iio.imwrite(subject_dir / "regions" / "a_0_0.png", np.zeros((8, 8), np.uint8))
+
+    def edit(m):
+        m["frames"][0]["region_path"] = "regions/a_0_0.png"
+        if labels is not None:
+            m["region_labels"] = labels
+
+    rewrite(subject_dir, edit)
+    with pytest.raises(SubjectError, match=rf"transforms\.json: {field}:"):
         load_subject(subject_dir)
 
 

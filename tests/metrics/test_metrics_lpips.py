@@ -11,14 +11,14 @@ from PIL import Image
 
 import eavatar.metrics.lpips as lp
 from eavatar.metrics import LPIPSUnavailable, find_lpips_weights, image_metrics, load_lpips, load_lpips_checkpoint
+from tests.shared_data import shared_path
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "lpips"
 # Published LPIPS v0.1 distances of the authors' example images (richzhang/PerceptualSimilarity).
 PUBLISHED = {"alex": {"ex_p0": 0.722, "ex_p1": 0.138}, "vgg": {"ex_p0": 0.569, "ex_p1": 0.422}}
 
 
 def read_image(name: str) -> torch.Tensor:  # [1, 3, H, W] in [0, 1]
-    rgb = np.array(Image.open(REFERENCE / f"{name}.png").convert("RGB"), dtype=np.float32) / 255
+    rgb = np.array(Image.open(shared_path("reference", "lpips", f"{name}.png")).convert("RGB"), dtype=np.float32) / 255
     return torch.from_numpy(rgb).permute(2, 0, 1)[None]
 
 

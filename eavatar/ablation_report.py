@@ -1,0 +1,154 @@
+"""The ablation's docs page and figures, made from the runs `eavatar ablation` wrote.
+
+Kept apart from the command so the page can be rebuilt from finished runs, and so the
+numbers in the page are exactly the ones the command printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: How many test instants the mouth figure shows.
+MOUTH_FRAMES = 4
+#: Pixels of context around the mouth's bounding box in the crops.
+MOUTH_PAD = 6
+
+
+def paired_deltas(rows: list[dict], variant: str, reference: str, key: str) -> tuple[float, float, int] | None:
+    """Mean and sample std over seeds of (variant - reference) for ``key``, paired by seed."""
+    ref = {r["seed"]: r.get(key) for r in rows if r["variant"] == reference}
+    deltas = [r[key] - ref[r["seed"]] for r in rows if r["variant"] == variant and r.get(key) is not None and ref.get(r["seed"]) is not None]
+    if not deltas:
+        return None
+    return float(np.mean(deltas)), float(np.std(deltas, ddof=1)) if len(deltas) > 1 else 0.0, len(deltas)
+
+
+def delta_lines(rows: list[dict], variants: list[str]) -> list[str]:
+    """One line per variant: its paired difference to the baseline (the first variant) per quality metric."""
+    from eavatar.cli.ablation import COLUMNS
+
+    reference, lines = variants[0], []
+    for variant in variants[1:]:
+        parts = []
+        for key, header, digits, better in COLUMNS:
+            d = paired_deltas(rows, variant, reference, key) if better else None
+            if d is not None:
+                parts.append(f"{header} {d[0]:+.{digits + 1}f} ± {d[1]:.{digits + 1}f}")
+        lines.append(f"- **{variant}** − {reference} (paired by seed): " + "; ".join(parts))
+    return lines
+
+
+def write_report(path: Path, table: str, protocol: dict, rows: list[dict], figures: list[Path]) -> None:
+    """docs/ablation.md: protocol, table, paired differences, figures."""
+    variants = list(protocol["variants"])
+    fig_links = "\n".join(f"![{f.stem}]({Path('images') / f.name})" for f in figures)
+    text = f"""# Ablation: sparse expression control and deformation-aware splitting
+
+Made by `eavatar ablation` (`make ablation`); every number below is what that command printed.
+Protocol: subject `{protocol['subject']}`, evaluated on its `{protocol['split']}` split (held-out
+expression sequences), {protocol['max_steps']} training steps per run, seeds {protocol['seeds']};
+variants are overrides of params.yaml `train` (params.yaml `ablation.variants`). Mean ± sample
+standard deviation over seeds. Region PSNR is measured inside the ground-truth mouth and eye
+masks; flicker is the mean |(R_t - R_t-1) - (G_t - G_t-1)| over consecutive test timesteps, in
+8-bit levels (docs/metrics.md). ms/step is the wall time of the whole training run divided by
+its steps on the machine that ran it (see docs/benchmarks.md for the controlled cost
+measurement).
+
+{table}
+
+The "full (+prior)" row waits for the geometry prior (issue #4).
+
+Differences to the baseline, per seed then averaged (positive PSNR/SSIM and negative
+LPIPS/flicker are better):
+
+{chr(10).join(delta_lines(rows, variants))}
+
+{fig_links}
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def figures(out: Path, data: Path, variants: list[str], seeds: list[int], folder: Path) -> list[Path]:
+    """The mouth crops of each variant (first seed) and the control-set size over training."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [mouth_figure(out, data, variants, seeds[0], folder / "ablation_mouth.png"), control_plot(out, variants, seeds, folder / "ablation_control.png")]
+
+
+def mouth_frames(subject, count: int) -> list[int]:
+    """Test frames of the most frontal camera with the largest mouth region (open mouths show the difference)."""
+    from eavatar.metrics.regions import load_region_map
+
+    test = subject.split("test")
+    cams = {c: np.mean([abs(subject.c2w[i, 0, 3]) for i in test if subject.camera_indices[i] == c]) for c in subject.camera_ids()}
+    frontal = min(cams, key=cams.get)
+    mouth = subject.region_labels["mouth"]
+    frames = [int(i) for i in test if subject.camera_indices[i] == frontal]
+    area = {i: int((load_region_map(subject.region_paths[i]) == mouth).sum()) for i in frames}
+    return sorted(sorted(frames, key=area.get, reverse=True)[: count * 3 : 3])  # open mouths, not all from one instant
+
+
+def mouth_figure(out: Path, data: Path, variants: list[str], seed: int, path: Path) -> Path:
+    """Rows: test frames; columns: ground truth, then each variant, cropped around the mouth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eavatar.avatar.checkpoint import load_avatar
+    from eavatar.data.subject import load_subject
+    from eavatar.drive import load_rgb, render_subject_frame
+    from eavatar.metrics.regions import load_region_map
+
+    subject = load_subject(data)
+    frames = mouth_frames(subject, MOUTH_FRAMES)
+    avatars = {v: load_avatar(out / v / f"seed{seed}" / "train" / "avatar.pt", "cpu") for v in variants}
+    fig, axes = plt.subplots(len(frames), len(variants) + 1, figsize=(2.2 * (len(variants) + 1), 2.2 * len(frames)), squeeze=False)
+    for r, i in enumerate(frames):
+        ys, xs = np.nonzero((load_region_map(subject.region_paths[i]) == subject.region_labels["mouth"]).numpy())
+        h, w = (int(v) for v in subject.image_sizes[i][::-1])
+        y0, y1 = max(ys.min() - MOUTH_PAD, 0), min(ys.max() + MOUTH_PAD + 1, h)
+        x0, x1 = max(xs.min() - MOUTH_PAD, 0), min(xs.max() + MOUTH_PAD + 1, w)
+        images = [load_rgb(subject.image_paths[i])]
+        for v in variants:
+            avatar, info = avatars[v]
+            images.append(render_subject_frame(avatar, subject, i, torch.tensor(info.background)).rgb)
+        for c, (title, img) in enumerate(zip(["ground truth", *variants], images)):
+            ax = axes[r, c]
+            ax.imshow(img[y0:y1, x0:x1].clamp(0, 1).numpy(), interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=9)
+        axes[r, 0].set_ylabel(f"{subject.sequences[i]} t={int(subject.timesteps[i])}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def control_plot(out: Path, variants: list[str], seeds: list[int], path: Path) -> Path:
+    """Control-set size of the training frame and number of Gaussians against step, mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eavatar.cli.ablation import read_history
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for v in variants:
+        runs = [read_history(out / v / f"seed{s}" / "history.csv") for s in seeds]
+        n = min(len(h["step"]) for h in runs)
+        step = runs[0]["step"][:n]
+        for ax, key in ((left, "train/num_control"), (right, "train/num_gaussians")):
+            ax.plot(step, np.mean([h[key][:n] for h in runs], axis=0), label=v)
+    left.set(title="control Gaussians per training frame", xlabel="step", ylabel="count")
+    right.set(title="Gaussians", xlabel="step", ylabel="count")
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
