@@ -80,7 +80,8 @@ def _rasterize_torch(means, quats, scales, opacities, colors, camera: Camera, sh
     if sh_degree is not None:
         colors = sh_to_rgb(sh_degree, means - camera.camera_center, colors)
     features = torch.cat([colors, proj.depths[:, None]], -1)
-    acc, alpha = cpu.composite(proj, opacities, features, camera.width, camera.height)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales, opacities, colors))
+    acc, alpha = (cpu.composite if needs_grad else cpu.composite_no_grad)(proj, opacities, features, camera.width, camera.height)
     depth = acc[..., 3:] / alpha.clamp(min=1e-10)
     return RenderOutput(acc[..., :3], alpha, depth, proj.means2d, proj.radii[None])
 
