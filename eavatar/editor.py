@@ -6,6 +6,7 @@ here so it is tested like the rest of the package.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,23 @@ def head_pose_matrix(reference: Tensor, yaw_deg: float, pitch_deg: float) -> Ten
     return reference.cpu() @ turn
 
 
+@contextmanager
+def torch_threads(n: int | None):
+    """Run with ``n`` intra-op threads (None: leave as is), then restore.
+
+    A re-render is a few dozen short tensor ops; on a 2-core machine shared with other
+    processes, two OpenMP threads spin against them and a slider move took 4x longer than
+    with one (docs/benchmarks.md).
+    """
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @dataclass
 class EditorState:
     """What the sliders set."""
@@ -61,7 +79,7 @@ class EditorState:
 class ExpressionEditor:
     """Renders an avatar at an editable expression, head pose and orbit camera."""
 
-    def __init__(self, avatar: HeadAvatar, subject: Subject, reference_head_pose: Tensor, background: Tensor, size: int = 256):
+    def __init__(self, avatar: HeadAvatar, subject: Subject, reference_head_pose: Tensor, background: Tensor, size: int = 256, threads: int | None = 1):
         if subject.d_exp != avatar.d_exp:
             raise ValueError(f"{subject.transforms_path}: {subject.d_exp} expression coefficients, the avatar expects {avatar.d_exp}")
         self.avatar = avatar.eval()
@@ -70,6 +88,7 @@ class ExpressionEditor:
         self.reference = reference_head_pose.float().cpu()
         self.background = background.to(avatar.center.device)
         self.size = size
+        self.threads = threads  # torch threads while rendering (see torch_threads)
         self.state = EditorState(torch.zeros(len(self.labels)))
 
     def set(self, label: str, value: float) -> None:
@@ -94,9 +113,12 @@ class ExpressionEditor:
     def presets(self) -> list[str]:
         return ["neutral", *(f"max:{label}" for label in self.labels), f"frame:{int(self.subject.split('test')[0])}"]
 
-    @torch.no_grad()
     def render(self, expression: Tensor | None = None) -> np.ndarray:
         """uint8 [H, W, 3] of the current state (or of ``expression`` with the current pose and camera)."""
+        with torch.inference_mode(), torch_threads(self.threads):
+            return self._render(expression)
+
+    def _render(self, expression: Tensor | None) -> np.ndarray:
         s = self.state
         device = self.avatar.center.device
         pose = head_pose_matrix(self.reference, s.yaw, s.pitch).to(device)

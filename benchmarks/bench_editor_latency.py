@@ -1,0 +1,110 @@
+"""Slider-to-image latency of the expression editor (notebook 02): median and p90 over slider moves.
+
+    python benchmarks/bench_editor_latency.py [--moves 40] [--size 256] [--out benchmarks/results/editor_latency.json]
+
+One "move" is what a slider's observer does: set the coefficient, re-render, encode the PNG
+the image widget shows. The avatar is artifacts/train/avatar.pt when it exists, else an
+untrained avatar with the params.yaml architecture seeded with 12,000 Gaussians (the size
+the demo run ends at); the output says which. Also timed: the generator alone (frame), the
+rasteriser alone, the PNG encoding. Results go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eavatar.editor import ExpressionEditor, build_widget, head_pose_matrix, png_bytes, torch_threads
+from eavatar.fallback import avatar_or_untrained, subject_or_small
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    return {"median_ms": round(statistics.median(ms), 1), "p90_ms": round(float(np.percentile(ms, 90)), 1), "n": len(ms)}
+
+
+def timed(fn, repeats: int) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(1000 * (time.perf_counter() - t))
+    return out
+
+
+def slider_moves(editor: ExpressionEditor, moves: int) -> list[float]:
+    """Milliseconds per slider change through the real widget observer (sweeps every coefficient)."""
+    _, controls = build_widget(editor, out_dir="/tmp/eavatar-bench")
+    rng = np.random.default_rng(0)
+    out = []
+    for m in range(moves + 1):
+        slider = controls[editor.labels[m % len(editor.labels)]]
+        value = round(float(rng.uniform(0, 1)), 2)
+        t = time.perf_counter()
+        slider.value = value if value != slider.value else round(1 - value, 2)
+        if m:  # the first move warms up
+            out.append(1000 * (time.perf_counter() - t))
+    return out
+
+
+def stages(editor: ExpressionEditor, repeats: int) -> dict[str, dict]:
+    from eavatar.drive import orbit_camera
+
+    avatar, s = editor.avatar, editor.state
+    pose = head_pose_matrix(editor.reference, s.yaw, s.pitch)
+    camera = orbit_camera(avatar, editor.subject, editor.reference, 0.0, 0.0, editor.size)
+    with torch.inference_mode(), torch_threads(editor.threads):
+        g = avatar.frame(s.expression, pose)
+        image = editor.render()
+        return {
+            "frame (generator)": percentiles(timed(lambda: avatar.frame(s.expression, pose), repeats)),
+            "rasterize": percentiles(timed(lambda: avatar.rasterize(g, camera, editor.background), repeats)),
+            "png": percentiles(timed(lambda: png_bytes(image), repeats)),
+        }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--moves", type=int, default=40)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads while rendering, one run each")
+    ap.add_argument("--avatar", type=Path, default=Path("artifacts/train/avatar.pt"))
+    ap.add_argument("--data", type=Path, default=Path("data/synthetic"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/editor_latency.json"))
+    args = ap.parse_args()
+    subject, subject_note = subject_or_small(args.data)
+    loaded = avatar_or_untrained(args.avatar, subject, num_points=None if args.avatar.is_file() else 12_000)
+    print(subject_note, "\n" + loaded.note, sep="")
+    editor = ExpressionEditor(loaded.avatar, subject, loaded.reference_head_pose, loaded.background, size=args.size)
+    load_before = os.getloadavg()[0]
+    runs = {}
+    for threads in args.threads:
+        editor.threads = threads
+        runs[f"threads={threads}"] = {"slider_move": percentiles(slider_moves(editor, args.moves)), "stages": stages(editor, max(5, args.moves // 4))}
+    result = {
+        "avatar": loaded.note,
+        "trained": loaded.trained,
+        "gaussians": len(loaded.avatar.canonical),
+        "size_px": args.size,
+        **runs,
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after: other processes on the cores
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    print(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
