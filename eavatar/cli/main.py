@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eavatar.cli import ablation, evaluate, export, render, synthetic, train
+from eavatar.cli import ablation, evaluate, export, prepare, render, synthetic, train
 
-STAGES = {"synthetic": synthetic, "train": train, "evaluate": evaluate, "render": render, "export": export, "ablation": ablation}
+STAGES = {"synthetic": synthetic, "prepare": prepare, "train": train, "evaluate": evaluate, "render": render, "export": export, "ablation": ablation}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,8 @@ from eavatar.cli.params import load_params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (section: render)")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
+    p.add_argument("--section", default="render", help="its section with the render settings (video/dvc.yaml: render_video)")
     p.add_argument("--avatar", type=Path, default=Path("artifacts/train/avatar.pt"), help="trained avatar")
     p.add_argument("--data", type=Path, default=Path("data/synthetic"), help="subject folder")
     p.add_argument("--out", type=Path, default=Path("artifacts/render"), help="folder for videos and PLYs")
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from eavatar.data.subject import load_subject
     from eavatar.tracking.mlflow_run import TrackedRun
 
-    params = load_params(args.params, "render")
-    where = f"{args.params}:render"
+    params = load_params(args.params, args.section)
+    where = f"{args.params}:{args.section}"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     avatar, info = load_avatar(args.avatar, device)
     subject = load_subject(args.data)

