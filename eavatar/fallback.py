@@ -46,16 +46,21 @@ def params_avatar_config(params: str | Path = "params.yaml", num_points: int | N
     return cfg
 
 
-def untrained_avatar(subject: Subject, cfg: AvatarConfig, response: float = 0.02, seed: int = 0) -> HeadAvatar:
-    """An avatar seeded on the subject's template whose expression heads are random (std ``response``), not zero."""
+def untrained_avatar(subject: Subject, cfg: AvatarConfig, response: float = 0.06, code_gain: float = 5.0, seed: int = 0) -> HeadAvatar:
+    """An avatar seeded on the subject's template whose expression heads are random (std ``response``), not zero.
+
+    The first layers' expression-code columns are scaled by ``code_gain`` so the response
+    depends on the expression more than on the position (at initialisation it barely does).
+    """
     if subject.template_mesh is None:
         raise ValueError(f"{subject.transforms_path}: template_mesh is required to seed the Gaussians")
     torch.manual_seed(seed)
     avatar = HeadAvatar.from_canonical(CanonicalGaussians.from_mesh(load_mesh(subject.template_mesh), cfg.init), subject.d_exp, cfg)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for head in (avatar.generator.expression.deform[-1], avatar.generator.expression.attributes[-1]):
-            head.weight.copy_(response * torch.randn(head.weight.shape, generator=gen))
+        for trunk in (avatar.generator.expression.deform, avatar.generator.expression.attributes):
+            trunk[-1].weight.copy_(response * torch.randn(trunk[-1].weight.shape, generator=gen))
+            trunk[0].weight[:, -subject.d_exp :] *= code_gain  # inputs are cat([position or feature, code])
     return avatar.eval()
 
 
