@@ -6,8 +6,10 @@ import argparse
 import sys
 
 from eavatar.cli import ablation, evaluate, export, prepare, render, synthetic, train
+from eavatar.cli import import_
 
 STAGES = {"synthetic": synthetic, "prepare": prepare, "train": train, "evaluate": evaluate, "render": render, "export": export, "ablation": ablation}
+STAGES["import"] = import_  # `eavatar import` (module import_: `import` is a keyword)
 
 
 def build_parser() -> argparse.ArgumentParser:

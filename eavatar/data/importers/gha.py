@@ -31,6 +31,7 @@ from eavatar.data.importers.common import (
     rotvec,
     protocol_splits,
     transforms_doc,
+    w2c_opencv_to_c2w_opengl,
 )
 
 DEFAULT_HELD_OUT = ("FREE",)  # NeRSemble's free-performance sequence (EAvatar self-reenactment)
@@ -75,7 +76,7 @@ def camera(path: Path, ref: str, size: tuple[int, int], opts: ImportOptions) -> 
     ext = matrix(z["extrinsic"], (3, 4), path, "extrinsic")
     K = matrix(z["intrinsic"], (3, 3), path, "intrinsic")
     s = size[0] / opts.original_resolution
-    c2w = np.linalg.inv(np.vstack([ext, [0, 0, 0, 1]])) @ np.diag([1.0, -1.0, -1.0, 1.0])
+    c2w = w2c_opencv_to_c2w_opengl(ext)
     return c2w, (K[0, 0] * s, K[1, 1] * s, K[0, 2] * s, K[1, 2] * s, size[0], size[1])
 
 

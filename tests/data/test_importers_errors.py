@@ -1,0 +1,138 @@
+"""Importers on unreadable layouts: a clear error naming the file and the field, and nothing written."""
+
+import json
+
+import numpy as np
+import pytest
+
+from eavatar.cli.main import main
+from eavatar.data.importers import ImportOptions, SourceError, import_subject
+from tests.data import importer_layouts as L
+
+
+def import_fails(fmt, src, out, *needles, opts=None):
+    """Run the import, expect a SourceError mentioning every needle, and check that nothing was left behind."""
+    with pytest.raises(SourceError) as e:
+        import_subject(fmt, src, out, opts)
+    for needle in needles:
+        assert str(needle) in str(e.value), f"{needle!r} not in: {e.value}"
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}*")), "a failed import left files behind"
+    return str(e.value)
+
+
+def test_vhap_missing_transforms(tmp_path):
+    src, _ = L.vhap_union(tmp_path)
+    for name in ("train", "val", "test"):
+        (src / f"transforms_{name}.json").unlink()
+    import_fails("vhap", src, tmp_path / "out", src / "transforms_train.json", "(file)", "not found")
+
+
+def test_vhap_missing_param_file(tmp_path):
+    src, _ = L.vhap_union(tmp_path)
+    npz = src.parent / "074_EXP-2_v16_DS4_whiteBg_staticOffset_maskBelowLine/flame_param/00001.npz"
+    npz.unlink()
+    import_fails("vhap", src, tmp_path / "out", "transforms_train.json", ".flame_param_path", "file not found", "00001.npz")
+
+
+@pytest.mark.parametrize(
+    "override, needles",
+    [
+        ({"expr": np.array([[0.1] * 4 + [np.nan] + [0.0] * (L.N_EXPR - 5)])}, ["expr", "not finite at index 4"]),
+        ({"expr": np.zeros((1, L.N_EXPR + 2))}, ["expr", f"expected {L.N_EXPR} values"]),
+        ({"expr": np.zeros((2, L.N_EXPR))}, ["expr", "shape [k] or [1, k]"]),
+        ({"rotation": np.array([[0.0, np.inf, 0.0]])}, ["rotation", "not finite"]),
+        ({"jaw_pose": np.zeros((1, 2))}, ["jaw_pose", "expected 3 values"]),
+    ],
+)
+def test_vhap_bad_parameters_name_the_file_and_field(tmp_path, override, needles):
+    src, _ = L.vhap_union(tmp_path)
+    npz = src.parent / "074_FREE_v16_DS4_whiteBg_staticOffset_maskBelowLine/flame_param/00001.npz"
+    L.flame_npz(npz, np.random.default_rng(5), **override)
+    import_fails("vhap", src, tmp_path / "out", npz, *needles)
+
+
+def test_vhap_missing_field(tmp_path):
+    src, _ = L.vhap_union(tmp_path)
+    npz = src.parent / "074_EMO-1_v16_DS4_whiteBg_staticOffset_maskBelowLine/flame_param/00000.npz"
+    kept = {k: v for k, v in np.load(npz).items() if k != "neck_pose"}
+    np.savez(npz, **kept)
+    import_fails("vhap", src, tmp_path / "out", npz, "neck_pose", "missing")
+
+
+def test_missing_image_cleans_up(tmp_path):
+    src, _ = L.vhap_union(tmp_path)
+    image = src.parent / "074_EXP-2_v16_DS4_whiteBg_staticOffset_maskBelowLine/images/00001_02.png"
+    image.unlink()
+    import_fails("vhap", src, tmp_path / "out", image, "not found")
+
+
+def test_unknown_test_sequence_and_camera(tmp_path):
+    src, _ = L.vhap_union(tmp_path)
+    import_fails("vhap", src, tmp_path / "out", "test_sequences", "'EMO-7'", opts=ImportOptions(test_sequences=("EMO-7",)))
+    import_fails("vhap", src, tmp_path / "out", "test_cameras", "[9]", opts=ImportOptions(test_cameras=(9,)))
+
+
+def test_flame_model_given_but_missing(tmp_path):
+    src, _ = L.vhap_union(tmp_path)
+    missing = tmp_path / "flame2023.npz"
+    import_fails("vhap", src, tmp_path / "out", missing, "FLAME model not found", "optional", opts=ImportOptions(flame_model=missing))
+
+
+def test_existing_output_is_kept_unless_overwrite(tmp_path):
+    src, _ = L.insta_actor(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(SourceError, match="--overwrite"):
+        import_subject("insta", src, out)
+    assert (out / "keep.txt").read_text() == "mine"
+    import_subject("insta", src, out, ImportOptions(overwrite=True))
+    assert (out / "transforms.json").is_file() and not (out / "keep.txt").exists()
+
+
+def test_gha_errors(tmp_path):
+    src, params = L.gha_subject(tmp_path)
+    ppath = src / "params/0002/params.npz"
+    np.savez(ppath, **{**params["0002"], "pose": np.array([[0.1, np.nan, 0, 0, 0, 0]])})
+    import_fails("gha", src, tmp_path / "out", ppath, "pose", "not finite at index 1", opts=ImportOptions(original_resolution=16))
+    np.savez(ppath, **{**params["0002"], "scale": np.array([0.3])})
+    import_fails("gha", src, tmp_path / "out", ppath, "scale", "not be rigid", opts=ImportOptions(original_resolution=16))
+    np.savez(ppath, **params["0002"])
+    (src / "cameras/0001/camera_221501007.npz").unlink()
+    import_fails("gha", src, tmp_path / "out", "camera_221501007.npz", "file not found", opts=ImportOptions(original_resolution=16))
+
+
+def test_gha_missing_layout(tmp_path):
+    import_fails("gha", tmp_path, tmp_path / "out", tmp_path / "images", "(folder)", "images/, cameras/ and params/")
+
+
+def test_insta_errors(tmp_path):
+    src, exps = L.insta_actor(tmp_path)
+    np.savetxt(src / "flame/exp/3.txt", exps[3][:-1])
+    import_fails("insta", src, tmp_path / "out", src / "flame/exp/3.txt", "exp", f"expected {L.N_EXPR} coefficients")
+    (src / "transforms.json").unlink()
+    import_fails("insta", src, tmp_path / "out", src / "transforms.json", "not found")
+
+
+def test_imavatar_errors(tmp_path):
+    src, _ = L.imavatar_subject(tmp_path)
+    jpath = src / "MVI_1811/flame_params.json"
+    doc = json.loads(jpath.read_text())
+    doc["frames"][2]["expression"][7] = float("nan")
+    jpath.write_text(json.dumps(doc))
+    import_fails("imavatar", src, tmp_path / "out", jpath, "frames[2].expression", "not finite")
+    doc["frames"][2]["expression"] = doc["frames"][2]["expression"][:40]
+    doc["frames"][2]["expression"][7] = 0.0
+    jpath.write_text(json.dumps(doc))
+    import_fails("imavatar", src, tmp_path / "out", jpath, "frames[2].expression", "expected 50 values")
+    import_fails("imavatar", tmp_path, tmp_path / "out", tmp_path / "flame_params.json", "not found")
+
+
+def test_cli(tmp_path, capsys):
+    src, _ = L.insta_actor(tmp_path)
+    assert main(["import", "--format", "insta", str(src), "--out", str(tmp_path / "ok"), "--test-fraction", "0.3", "--copy"]) == 0
+    assert (tmp_path / "ok/transforms.json").is_file() and not (tmp_path / "ok/images/00000.png").is_symlink()
+    (src / "flame/exp/0.txt").write_text("1.0\nnan\n")
+    assert main(["import", "--format", "insta", str(src), "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "0.txt: exp: " in err and not (tmp_path / "bad").exists()
