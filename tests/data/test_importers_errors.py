@@ -1,12 +1,16 @@
 """Importers on unreadable layouts: a clear error naming the file and the field, and nothing written."""
 
+import importlib.util
 import json
+import pickle
 
 import numpy as np
 import pytest
+import scipy.sparse
 
 from eavatar.cli.main import main
 from eavatar.data.importers import ImportOptions, SourceError, import_subject
+from eavatar.data.importers.flame_model import load_flame_model
 from tests.data import importer_layouts as L
 
 
@@ -136,3 +140,35 @@ def test_cli(tmp_path, capsys):
     assert main(["import", "--format", "insta", str(src), "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert "0.txt: exp: " in err and not (tmp_path / "bad").exists()
+
+
+def test_vhap_non_integer_timestep(tmp_path):
+    src, _ = L.vhap_union(tmp_path)
+    path = src / "transforms_val.json"
+    doc = json.loads(path.read_text())
+    doc["frames"][1]["timestep_index"] = "1"
+    path.write_text(json.dumps(doc))
+    import_fails("vhap", src, tmp_path / "out", path, "frames[1].timestep_index", "expected an integer")
+
+
+def test_flame_pickle_needing_chumpy_says_so(tmp_path):
+    if importlib.util.find_spec("chumpy") is not None:
+        pytest.skip("chumpy is installed here, so the pickle would load")
+    pkl = tmp_path / "generic_model.pkl"
+    pkl.write_bytes(b"\x80\x02cchumpy.ch\nCh\nq\x00.")  # a pickle whose only object is a chumpy class
+    src, _ = L.vhap_union(tmp_path)
+    import_fails("vhap", src, tmp_path / "out", pkl, "chumpy", ".npz", opts=ImportOptions(flame_model=pkl))
+
+
+def test_flame_pickle_with_sparse_regressor_loads_like_npz(tmp_path):
+    rng = np.random.default_rng(2)
+    model = {"v_template": rng.normal(size=(6, 3)), "shapedirs": rng.normal(size=(6, 3, 4)), "J_regressor": rng.dirichlet(np.ones(6), 5)}
+    np.savez(tmp_path / "m.npz", **model)
+    with open(tmp_path / "m.pkl", "wb") as f:
+        pickle.dump({**model, "J_regressor": scipy.sparse.csc_matrix(model["J_regressor"]), "f": np.zeros((2, 3))}, f)
+    a, b = load_flame_model(tmp_path / "m.npz"), load_flame_model(tmp_path / "m.pkl")
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key])
+    np.savez(tmp_path / "bad.npz", v_template=model["v_template"], shapedirs=model["shapedirs"])
+    with pytest.raises(SourceError, match="bad.npz: J_regressor: missing"):
+        load_flame_model(tmp_path / "bad.npz")

@@ -119,6 +119,12 @@ def param(arrays: dict[str, np.ndarray], key: str, path: Path, size: int | None 
     return v
 
 
+def integer(value: Any, path: Path | str, field_name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(path, field_name, f"expected an integer, got {value!r}")
+    return value
+
+
 def matrix(value: Any, shape: tuple[int, int], path: Path | str, field_name: str) -> np.ndarray:
     """A finite float matrix of `shape` from JSON lists or an array."""
     try:

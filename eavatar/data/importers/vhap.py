@@ -21,8 +21,9 @@ from eavatar.data.importers.common import (
     flame_head_pose,
     flame_labels,
     frame_entry,
-    matrix,
     held_out,
+    integer,
+    matrix,
     param,
     protocol_splits,
     ranks,
@@ -107,7 +108,8 @@ def build(src: Path, opts: ImportOptions) -> Plan:
             codes[ppath] = flame_code(ppath, f"{jpath}: {f}.flame_param_path", n_expr, opts, model)
             n_expr = n_expr or len(codes[ppath][0]) - 3 - (6 if opts.eyes else 0)
         c2w, intr = _camera(fr, str(jpath), f)
-        rows.append((sequence_name(fr["file_path"], src), int(fr["timestep_index"]), int(fr["camera_index"]), fr, c2w, intr, ppath, jpath.name))
+        t, cam = integer(fr["timestep_index"], jpath, f"{f}.timestep_index"), integer(fr["camera_index"], jpath, f"{f}.camera_index")
+        rows.append((sequence_name(fr["file_path"], src), t, cam, fr, c2w, intr, ppath, jpath.name))
     return _plan(src, rows, codes, n_expr, opts, model is not None, union_test_sequences(rows))
 
 
