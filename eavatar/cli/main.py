@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eavatar.cli import ablation, evaluate, export, prepare, render, synthetic, train
+from eavatar.cli import ablation, evaluate, export, geometry, prepare, prior, render, synthetic, train
 from eavatar.cli import import_
 
-STAGES = {"synthetic": synthetic, "prepare": prepare, "train": train, "evaluate": evaluate, "render": render, "export": export, "ablation": ablation}
+STAGES = {"synthetic": synthetic, "prepare": prepare, "train": train, "evaluate": evaluate, "render": render, "export": export, "ablation": ablation, "prior": prior, "geometry": geometry}
 STAGES["import"] = import_  # `eavatar import` (module import_: `import` is a keyword)
 
 

@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("artifacts/train"), help="output folder (avatar.pt, nerfstudio run)")
     p.add_argument("--history", type=Path, default=Path("metrics/train_history.csv"), help="copy of the loss curve for `dvc plots`")
     p.add_argument("--run-name", default="", help="MLflow run name (default: train-run)")
+    p.add_argument("--init-mesh", type=Path, default=None, help="seed the Gaussians from this head-space mesh (Stage I: artifacts/geometry/mesh.ply) instead of the template")
 
 
 def build_config(params: dict[str, Any], data: Path, out: Path, where: str):
@@ -95,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params, args.section)
     cfg = build_config(params, args.data, args.out, f"{args.params}:{args.section}")
     cfg.mlflow_run_name = args.run_name
+    if args.init_mesh is not None:
+        if not args.init_mesh.is_file():
+            raise SystemExit(f"--init-mesh {args.init_mesh}: file not found (make it with `eavatar geometry` or `dvc repro geometry`)")
+        cfg.pipeline.model.init_mesh = str(args.init_mesh)
+        params = {**params, "init_mesh_sha256": hashlib.sha256(args.init_mesh.read_bytes()).hexdigest()}  # a new mesh restarts training
     prepare_resume(cfg, params, args.data)
     if cfg.max_num_iterations > 0:
         ns_train_main(cfg)

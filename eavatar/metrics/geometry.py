@@ -40,7 +40,7 @@ def point_metrics(pred: np.ndarray, pred_normals: np.ndarray | None, gt: np.ndar
     return out
 
 
-def mesh_metrics(pred: trimesh.Trimesh, gt: trimesh.Trimesh, n: int = 20000, seed: int = 0) -> dict[str, float]:
+def mesh_metrics(pred: trimesh.Trimesh, gt: trimesh.Trimesh, n: int = 50000, seed: int = 0) -> dict[str, float]:
     """Chamfer and normal consistency of two meshes, sampled with ``n`` points each."""
     p, pn = mesh_samples(pred, n, seed)
     g, gn = mesh_samples(gt, n, seed + 1)
@@ -96,7 +96,7 @@ def gaussian_geometry_metrics(avatar, subject, frames: list[int]) -> dict:
         head_means = (g.means - pose[:3, 3]) @ pose[:3, :3]  # undo the rigid pose: R^T (x - t)
         head_quats = _rotate_quats(g.quats, pose[:3, :3].T)
         pts, nrm = gaussian_points(head_means, head_quats, g.scales)
-        gt_pts, gt_nrm = mesh_samples(trimesh.load(subject.mesh_paths[i], process=False), 20000, seed=1)
+        gt_pts, gt_nrm = mesh_samples(trimesh.load(subject.mesh_paths[i], process=False), 50000, seed=1)
         rows.append({"frame": i, "expression": dominant_expression(subject.expressions[i], subject.expression_labels), **point_metrics(pts, nrm, gt_pts, gt_nrm)})
     return {**summarise(rows, subject.expression_labels), "frames": rows}
 

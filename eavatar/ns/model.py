@@ -37,6 +37,8 @@ class EAvatarModelConfig(ModelConfig):
     """Grow/prune schedule."""
     background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Colour behind the head, the same as the subject's images (synthetic: white)."""
+    init_mesh: str = ""
+    """Head-space mesh that seeds the Gaussians instead of the subject's template (Stage I: artifacts/geometry/mesh.ply)."""
 
 
 def ns_camera_to_camera(camera: Cameras) -> Camera:
@@ -62,9 +64,10 @@ class EAvatarModel(Model):
     def populate_modules(self):
         super().populate_modules()
         subject: Subject = self.kwargs["metadata"]["subject"]
-        if subject.template_mesh is None:
-            raise ValueError(f"{subject.root}/transforms.json: template_mesh is required to seed the Gaussians")
-        canonical = CanonicalGaussians.from_mesh(load_mesh(subject.template_mesh), self.config.avatar.init)
+        if not self.config.init_mesh and subject.template_mesh is None:
+            raise ValueError(f"{subject.root}/transforms.json: template_mesh is required to seed the Gaussians (or set init_mesh)")
+        seed_mesh = self.config.init_mesh or subject.template_mesh  # EAvatar: the Stage I mesh when given
+        canonical = CanonicalGaussians.from_mesh(load_mesh(seed_mesh), self.config.avatar.init)
         self.avatar = HeadAvatar.from_canonical(canonical, subject.d_exp, self.config.avatar)
         self.expression_labels = list(subject.expression_labels)
         self.register_buffer("background", torch.tensor(self.config.background, dtype=torch.float32))
