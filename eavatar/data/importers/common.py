@@ -299,8 +299,10 @@ def write_plan(plan: Plan, out: str | Path, opts: ImportOptions) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
+    if out.is_symlink() or out.is_file():
+        out.unlink()
+    elif out.exists():
+        shutil.rmtree(out)
     tmp.rename(out)
     return out
 
