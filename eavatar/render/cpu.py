@@ -28,7 +28,12 @@ T_MIN = 1e-4
 
 
 def _sigma(dx: Tensor, dy: Tensor, conics: Tensor) -> Tensor:
-    return 0.5 * (conics[:, 0] * dx * dx + conics[:, 2] * dy * dy) + conics[:, 1] * dx * dy
+    return _sigma_abc(dx, dy, conics[:, 0], conics[:, 1], conics[:, 2])
+
+
+def _sigma_abc(dx: Tensor, dy: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """Half the Mahalanobis distance of (dx, dy) under the conic (a, b, c)."""
+    return 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
 
 
 def _packed(proj: Projected, opacities: Tensor) -> Tensor:  # [N, 6]: mean x, mean y, conic (3), opacity
@@ -36,51 +41,54 @@ def _packed(proj: Projected, opacities: Tensor) -> Tensor:  # [N, 6]: mean x, me
     return torch.cat([proj.means2d[0], proj.conics, opacities[:, None]], -1)
 
 
-def stable_pixel_order(pixel: Tensor, num_pixels: int) -> Tensor:  # [M] int -> [M] permutation
+def stable_pixel_order(pixel: Tensor, num_pixels: int) -> Tensor:  # [M] int -> [M] int64 permutation
     """``argsort(pixel, stable=True)``, as an LSD radix sort on 16-bit digits (numpy's stable sort of
     uint16 is a counting sort): about 10x faster than torch's merge sort for the millions of pairs
     of a 256 px image, and the same permutation (a stable sort is unique)."""
     if pixel.is_cuda:
         return torch.argsort(pixel, stable=True)
+    ids = pixel.numpy()
     order = None
     for shift in range(0, max(1, (num_pixels - 1).bit_length()), 16):
-        digit = ((pixel >> shift) & 0xFFFF).to(torch.int32).numpy().astype(np.uint16)
-        if order is None:
-            order = np.argsort(digit, kind="stable")
-        else:
-            order = order[np.argsort(digit[order], kind="stable")]
+        digit = (ids >> shift).astype(np.uint16)  # astype keeps the low 16 bits
+        order = np.argsort(digit, kind="stable") if order is None else order[np.argsort(digit[order], kind="stable")]
     return torch.from_numpy(order.astype(np.int64))
 
 
 @torch.no_grad()
 def pixel_pairs(proj: Projected, opacities: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(gaussian, pixel id, alpha) of every pair that passes the alpha floor, sorted by pixel then depth."""
-    device = opacities.device
+    """(gaussian, pixel id, alpha) of every pair that passes the alpha floor, sorted by pixel then depth.
+
+    Per-Gaussian values are expanded to pairs with ``repeat_interleave`` from contiguous columns,
+    and pixel coordinates are int32: this is the hot loop of a CPU render.
+    """
     visible = torch.nonzero(proj.radii > 0).squeeze(1)
     visible = visible[torch.argsort(proj.depths[visible].detach(), stable=True)]  # pairs are made front to back
-    m = proj.means2d[0, visible].detach()
-    r = proj.radii[visible].to(m.dtype)
-    # pixels whose centre (x + 0.5) lies inside the 3-sigma box (int32: half the memory traffic of int64)
+    m = proj.means2d[0].detach().index_select(0, visible)
+    r = proj.radii.index_select(0, visible).to(m.dtype)
+    # pixels whose centre (x + 0.5) lies inside the 3-sigma box
     x0 = torch.ceil(m[:, 0] - r - 0.5).clamp(0, width).int()
     x1 = (torch.floor(m[:, 0] + r - 0.5).clamp(-1, width - 1) + 1).int()
     y0 = torch.ceil(m[:, 1] - r - 0.5).clamp(0, height).int()
     y1 = (torch.floor(m[:, 1] + r - 0.5).clamp(-1, height - 1) + 1).int()
     nx, ny = (x1 - x0).clamp(min=0), (y1 - y0).clamp(min=0)
     counts = (nx * ny).long()
-    gauss = torch.repeat_interleave(visible, counts)
-    start = (torch.cumsum(counts, 0) - counts).int()
-    local = torch.arange(int(counts.sum()), device=device, dtype=torch.int32) - torch.repeat_interleave(start, counts)
-    nx_rep = torch.repeat_interleave(nx, counts)
-    px = torch.repeat_interleave(x0, counts) + local % nx_rep
-    py = torch.repeat_interleave(y0, counts) + local // nx_rep
-    g = _packed(proj, opacities).detach().index_select(0, gauss)
-    sigma = _sigma(px + 0.5 - g[:, 0], py + 0.5 - g[:, 1], g[:, 2:5])
-    alpha = g[:, 5] * torch.exp(-sigma)
+
+    def per_pair(t: Tensor) -> Tensor:  # [V] per visible Gaussian -> [M] per candidate pair
+        return torch.repeat_interleave(t, counts)
+
+    local = torch.arange(int(counts.sum()), dtype=torch.int32, device=m.device) - per_pair((torch.cumsum(counts, 0) - counts).int())
+    nx_pair = per_pair(nx)
+    row = local // nx_pair
+    px, py = per_pair(x0) + (local - row * nx_pair), per_pair(y0) + row
+    conics = proj.conics.detach().index_select(0, visible)
+    sigma = _sigma_abc(px + per_pair(0.5 - m[:, 0]), py + per_pair(0.5 - m[:, 1]), *(per_pair(conics[:, k]) for k in range(3)))
+    alpha = per_pair(opacities.detach().index_select(0, visible)) * torch.exp(-sigma)
     kept = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_MIN)).squeeze(1)
-    pixel = (py * width + px).index_select(0, kept).long()
-    order = stable_pixel_order(pixel, width * height).to(device)  # stable: keeps the front-to-back order inside a pixel
+    pixel = (py * width + px).index_select(0, kept)
+    order = stable_pixel_order(pixel, width * height).to(m.device)  # stable: keeps the front-to-back order inside a pixel
     kept = kept.index_select(0, order)
-    return gauss.index_select(0, kept), pixel.index_select(0, order), torch.clamp_max(alpha.index_select(0, kept), ALPHA_MAX)
+    return per_pair(visible).index_select(0, kept), pixel.index_select(0, order).long(), torch.clamp_max(alpha.index_select(0, kept), ALPHA_MAX)
 
 
 def composite(proj: Projected, opacities: Tensor, features: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
@@ -89,7 +97,7 @@ def composite(proj: Projected, opacities: Tensor, features: Tensor, width: int, 
     g = _packed(proj, opacities)[gauss]
     sigma = _sigma((pixel % width) + 0.5 - g[:, 0], (pixel // width) + 0.5 - g[:, 1], g[:, 2:5])
     alpha = torch.clamp_max(g[:, 5] * torch.exp(-sigma), ALPHA_MAX)
-    weights = _blend_weights(alpha, pixel, width * height)
+    weights = _blend_weights(alpha, pixel, torch.bincount(pixel, minlength=width * height))
     D = features.shape[-1]
     acc = torch.zeros(width * height, D, dtype=features.dtype, device=features.device)
     acc = acc.index_add(0, pixel, weights[:, None] * features[gauss])
@@ -97,13 +105,14 @@ def composite(proj: Projected, opacities: Tensor, features: Tensor, width: int, 
     return acc.reshape(height, width, D), acc_alpha.reshape(height, width, 1)
 
 
-def _blend_weights(alpha: Tensor, pixel: Tensor, num_pixels: int) -> Tensor:  # [M] x2 -> [M]
+def _blend_weights(alpha: Tensor, pixel: Tensor, per_pixel: Tensor) -> Tensor:  # [M], [M], [H*W] -> [M]
     """alpha_k T_k of each pair (pairs sorted by pixel, then front to back), 0 once T < T_MIN."""
     log_keep = torch.log1p(-alpha).double()  # float64: the running sum spans every pair of the image
     running = torch.cumsum(log_keep, 0)
-    per_pixel = torch.bincount(pixel, minlength=num_pixels)
-    first = (torch.cumsum(per_pixel, 0) - per_pixel)[pixel]
-    log_t_after = (running - (running[first] - log_keep[first])).to(alpha.dtype)  # within the pixel
+    nonempty = per_pixel > 0
+    first = (torch.cumsum(per_pixel, 0) - per_pixel)[nonempty]  # first pair of each drawn pixel
+    before_pixel = torch.repeat_interleave((running - log_keep)[first], per_pixel[nonempty])
+    log_t_after = (running - before_pixel).to(alpha.dtype)  # within the pixel
     transmittance = torch.exp(log_t_after - log_keep.to(alpha.dtype))
     alive = log_t_after.detach() > math.log(T_MIN)  # a prefix of each pixel's list
     return alpha * transmittance * alive
@@ -114,9 +123,10 @@ def composite_no_grad(proj: Projected, opacities: Tensor, features: Tensor, widt
     """:func:`composite` for viewing (no autograd), about twice as fast: it reuses the pairs' alpha and sums
     each pixel's pairs with one sparse CSR product (pairs are already grouped by pixel) instead of index_add."""
     gauss, pixel, alpha = pixel_pairs(proj, opacities, width, height)
-    weights = _blend_weights(alpha, pixel, width * height)
+    per_pixel = torch.bincount(pixel, minlength=width * height)
+    weights = _blend_weights(alpha, pixel, per_pixel)
     crow = torch.zeros(width * height + 1, dtype=torch.long, device=pixel.device)
-    crow[1:] = torch.cumsum(torch.bincount(pixel, minlength=width * height), 0)
+    crow[1:] = torch.cumsum(per_pixel, 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
         blend = torch.sparse_csr_tensor(crow, gauss, weights, size=(width * height, features.shape[0]))
