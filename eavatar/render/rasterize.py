@@ -80,10 +80,20 @@ def _rasterize_torch(means, quats, scales, opacities, colors, camera: Camera, sh
     if sh_degree is not None:
         colors = sh_to_rgb(sh_degree, means - camera.camera_center, colors)
     features = torch.cat([colors, proj.depths[:, None]], -1)
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales, opacities, colors))
-    acc, alpha = (cpu.composite if needs_grad else cpu.composite_no_grad)(proj, opacities, features, camera.width, camera.height)
+    acc, alpha = _composite(means, quats, scales, opacities, colors)(proj, opacities, features, camera.width, camera.height)
     depth = acc[..., 3:] / alpha.clamp(min=1e-10)
     return RenderOutput(acc[..., :3], alpha, depth, proj.means2d, proj.radii[None])
+
+
+def _composite(*inputs: Tensor):
+    """The autograd reference when gradients are wanted; else the compiled loop (CPU) or the tensor viewing path (CUDA)."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        return cpu.composite
+    if inputs[0].is_cuda:
+        return cpu.composite_no_grad
+    from eavatar.render.cpu_numba import composite_numba
+
+    return composite_numba
 
 
 def _rasterize_gsplat(means, quats, scales, opacities, colors, camera: Camera, sh_degree, near, far) -> RenderOutput:

@@ -27,3 +27,18 @@ def test_no_grad_composite_equals_the_reference(width, height):
     assert alpha.max() > 0.5  # the scene is really drawn
     torch.testing.assert_close(fast_acc, acc, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fast_alpha, alpha, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n, width, height", [(300, 40, 32), (2000, 96, 80)])
+def test_compiled_loop_equals_the_reference(n, width, height):
+    from eavatar.render.cpu_numba import composite_numba
+
+    s = random_scene(n, seed=n)
+    cam = front_camera(width, height)
+    proj = project(s["means"], s["quats"], s["scales"], cam.viewmat, cam.K, width, height)
+    features = torch.cat([s["colors"], proj.depths[:, None]], -1)
+    acc, alpha = cpu.composite(proj, s["opacities"], features, width, height)
+    fast_acc, fast_alpha = composite_numba(proj, s["opacities"], features, width, height)
+    assert alpha.min() < 0.5 < alpha.max() > 0.99  # edges and opaque interior
+    torch.testing.assert_close(fast_acc, acc, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast_alpha, alpha, rtol=1e-4, atol=1e-5)
