@@ -8,7 +8,8 @@ from KD-trees (scipy cKDTree), never an N x M matrix.
   the ground truth, completeness = mean distance from the ground truth to the prediction
   (head-space units).
 * normal_consistency = mean over both directions of |n_pred . n_gt| at nearest neighbours
-  (1 = every normal agrees up to sign; unoriented, so Gaussians' axes qualify).
+  (1 = every normal agrees up to sign; unoriented, so Gaussians' axes qualify; left out for
+  Gaussians when fewer than half of them are flat, as round ones have no normal).
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ def gaussian_geometry_metrics(avatar, subject, frames: list[int]) -> dict:
         head_means = (g.means - pose[:3, 3]) @ pose[:3, :3]  # undo the rigid pose: R^T (x - t)
         head_quats = _rotate_quats(g.quats, pose[:3, :3].T)
         pts, nrm = gaussian_points(head_means, head_quats, g.scales)
+        sorted_scales = g.scales.sort(dim=-1).values
+        if float((sorted_scales[:, 0] < 0.5 * sorted_scales[:, 1]).float().mean()) < 0.5:
+            nrm = None  # mostly round Gaussians (e.g. at initialisation) have no meaningful normal
         gt_pts, gt_nrm = mesh_samples(trimesh.load(subject.mesh_paths[i], process=False), 50000, seed=1)
         rows.append({"frame": i, "expression": dominant_expression(subject.expressions[i], subject.expression_labels), **point_metrics(pts, nrm, gt_pts, gt_nrm)})
     return {**summarise(rows, subject.expression_labels), "frames": rows}
