@@ -50,12 +50,13 @@ def write_report(path: Path, table: str, protocol: dict, rows: list[dict], figur
 Made by `eavatar ablation` (`make ablation`); every number below is what that command printed.
 Protocol: subject `{protocol['subject']}`, evaluated on its `{protocol['split']}` split (held-out
 expression sequences), {protocol['max_steps']} training steps per run, seeds {protocol['seeds']};
-variants are overrides of params.yaml `train` (params.yaml `ablation.variants`). Mean ± sample
+variants are overrides of params.yaml `train` (params.yaml `ablation.variants`; each run's full
+training parameters are in `artifacts/ablation/<variant>/seed<k>/params.yaml`). Mean ± sample
 standard deviation over seeds. Region PSNR is measured inside the ground-truth mouth and eye
 masks; flicker is the mean |(R_t - R_t-1) - (G_t - G_t-1)| over consecutive test timesteps, in
-8-bit levels (docs/metrics.md). ms/step is the wall time of the whole training run divided by
-its steps on the machine that ran it (see docs/benchmarks.md for the controlled cost
-measurement).
+8-bit levels (eavatar/metrics/temporal.py). Gaussians: the count at the end of training. The
+time and memory each component costs per step is measured apart, on one machine state, in
+docs/benchmarks.md ("Sparse control and splitting").
 
 {table}
 

@@ -78,7 +78,7 @@ def test_ablation_end_to_end_writes_the_table_it_prints(tmp_path, capsys):
     result = json.loads((tmp_path / "ablation.json").read_text())
     assert [(r["variant"], r["seed"]) for r in result["runs"]] == [("baseline", 0), ("baseline", 1), ("control_split", 0), ("control_split", 1)]
     for r in result["runs"]:
-        assert r["psnr"] > 10 and "mouth_psnr" in r and r["flicker"] is not None and r["step_ms"] > 0
+        assert r["psnr"] > 10 and "mouth_psnr" in r and r["flicker"] is not None and r["train_seconds"] > 0
     report = (tmp_path / "docs" / "ablation.md").read_text()
     table = markdown_table(result["summary"])
     assert table in report and table in printed
