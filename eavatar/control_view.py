@@ -28,6 +28,7 @@ class ControlSnapshot:
     is_control: Tensor  # [N] bool, magnitude > tau
     canonical: Tensor  # [N, 3] canonical centres in head radii (where neighbourhoods are measured)
     tau: float
+    head_rotation: Tensor  # [3, 3] world-from-head rotation: the 3D view looks at the face
 
     def control_by_strength(self) -> Tensor:  # [C] indices of control Gaussians, strongest first
         idx = torch.nonzero(self.is_control).squeeze(1)
@@ -47,6 +48,7 @@ def snapshot(avatar: HeadAvatar, expression: Tensor, head_pose: Tensor, tau: flo
         is_control=control_mask(g.exp_magnitude[:, None], tau),  # |scalar| > tau
         canonical=canonical.clone(),
         tau=tau,
+        head_rotation=head_pose[:3, :3].detach().cpu().clone(),
     )
 
 
@@ -73,16 +75,20 @@ def figure(snap: ControlSnapshot, control: int | None = None, neighbours: Tensor
 
     p = snap.points.numpy()
     fig = go.Figure()
-    marker = dict(size=2, color=snap.displacement.numpy(), colorscale="Viridis", colorbar=dict(title="|dx| (head radii)", x=1.0))
+    marker = dict(size=2, color=snap.displacement.numpy(), colorscale="Viridis", colorbar=dict(title=dict(text="|dx| (head radii)", side="right"), x=1.0))
     fig.add_scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", marker=marker, name="Gaussians", hoverinfo="skip")
     c = snap.control_by_strength().numpy()
     fig.add_scatter3d(x=p[c, 0], y=p[c, 1], z=p[c, 2], mode="markers", marker=dict(size=4, color="red", symbol="diamond"), name=f"control (|f_exp_def| > {snap.tau:g}): {len(c)}", text=[f"#{k}" for k in c])
     if control is not None and neighbours is not None and weights is not None:
         n = neighbours.numpy()
-        w_marker = dict(size=5, color=weights.numpy(), colorscale="Oranges", cmin=0, cmax=1, colorbar=dict(title="w_ij", x=1.12))
+        weight_scale = [[0.0, "#ffc04d"], [1.0, "#7f0000"]]  # orange to dark red: even small weights stay visible
+        w_marker = dict(size=6, color=weights.numpy(), colorscale=weight_scale, cmin=0, cmax=1, line=dict(width=1, color="black"), colorbar=dict(title=dict(text="w_ij", side="right"), x=1.12))
         fig.add_scatter3d(x=p[n, 0], y=p[n, 1], z=p[n, 2], mode="markers", marker=w_marker, name=f"moved by #{control}: {len(n)}", text=[f"w={w:.2f}" for w in weights.tolist()])
-        fig.add_scatter3d(x=p[[control], 0], y=p[[control], 1], z=p[[control], 2], mode="markers", marker=dict(size=9, color="black", symbol="x"), name=f"control #{control}")
-    fig.update_layout(title=title, scene_aspectmode="data", height=520, margin=dict(l=0, r=0, t=30 if title else 0, b=0), legend=dict(x=0, y=1))
+        fig.add_scatter3d(x=p[[control], 0], y=p[[control], 1], z=p[[control], 2], mode="markers", marker=dict(size=10, color="black", symbol="x"), name=f"control #{control}")
+    right, up, forward = (snap.head_rotation[:, k].tolist() for k in range(3))  # look at the face, head up
+    eye = dict(zip("xyz", (1.8 * f + 0.4 * r + 0.3 * u for f, r, u in zip(forward, right, up))))
+    scene = dict(aspectmode="data", camera=dict(eye=eye, up=dict(zip("xyz", up))))
+    fig.update_layout(title=title, scene=scene, height=520, margin=dict(l=0, r=0, t=30 if title else 0, b=0), legend=dict(x=0, y=1))
     return fig
 
 
