@@ -18,3 +18,4 @@ test-quick: setup
 
 bench: setup
 	python benchmarks/bench_rasterizer.py
+	python benchmarks/bench_editor_latency.py
