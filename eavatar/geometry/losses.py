@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import numpy as np
 import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
@@ -84,7 +83,3 @@ def cosine_anneal(step: int, total: int) -> float:
     if total <= 0:
         return 0.0
     return 0.5 * (1.0 + math.cos(math.pi * min(step / total, 1.0)))
-
-
-def as_numpy_mesh(vertices: Tensor, faces: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    return vertices.detach().cpu().numpy(), faces.detach().cpu().numpy()

@@ -251,6 +251,28 @@ def initial_sphere(prior: trimesh.Trimesh | None, center: np.ndarray, half: floa
     return c, float(np.linalg.norm(v - c, axis=1).mean())
 
 
+def frame_terms(
+    model: GeometryModel, subject: Subject, frames: FrameCache, i: int, verts: Tensor, features: Tensor, faces: Tensor, gen: torch.Generator
+) -> dict[str, Tensor]:
+    """Weighted L_rgb, L_sil, L_offset, L_lap of frame ``i`` for the canonical mesh ``verts`` [V, 3] / ``faces`` [F, 3]."""
+    cfg = model.cfg
+    rgb, mask, camera = frames[i]
+    head_pose = torch.tensor(subject.head_poses[i], dtype=torch.float32)
+    fr = model.frame(verts, features, torch.tensor(subject.expressions[i]), head_pose)
+    world = fr.vertices @ head_pose[:3, :3].T + head_pose[:3, 3]
+    pred_rgb, pred_alpha = erode(render_mesh(world, faces, fr.colors, camera, frames.background, cfg, gen), frames.background, cfg.erosion)
+    # A marching-tets mesh is jagged by a fraction of a cell, so its Laplacian scales with the cell
+    # size squared; measuring it in units of 64 cells (= h on a 128^3 grid, DMTet's usual size)
+    # keeps the paper's weight meaningful at our coarser CPU grids.
+    lap_unit = 64 * 2 * model.half_extent / cfg.grid_resolution
+    return {
+        "rgb": cfg.rgb_weight * (pred_rgb - rgb).abs().mean(),
+        "sil": cfg.sil_weight * L.silhouette_loss(pred_alpha, mask),
+        "offset": cfg.offset_weight * L.offset_loss(fr.exp_offsets, fr.pose_offsets),
+        "lap": cfg.lap_weight * L.laplacian_loss(fr.vertices / lap_unit, faces),
+    }
+
+
 @dataclass
 class StageIResult:
     model: GeometryModel
@@ -282,10 +304,6 @@ def train_stage1(
     frames = FrameCache(subject, cfg.image_scale, bg)
     train = subject.split("train")
     h = model.half_extent
-    # A marching-tets mesh is jagged by a fraction of a cell, so its Laplacian scales with the cell
-    # size squared; measuring it in units of 64 cells (= h on a 128^3 grid, DMTet's usual size)
-    # keeps the paper's weight meaningful at our coarser CPU grids.
-    lap_unit = 64 * 2 * h / cfg.grid_resolution
     prior_v = torch.tensor(np.asarray(prior.vertices), dtype=torch.float32) if prior is not None else None
     surface = None
     if prior is not None and cfg.prior_loss.surface:
@@ -302,18 +320,7 @@ def train_stage1(
         terms: dict[str, Tensor] = {}
         batch = train[torch.randint(len(train), (cfg.batch_size,), generator=gen).numpy()]
         for i in batch:
-            rgb, mask, camera = frames[int(i)]
-            head_pose = torch.tensor(subject.head_poses[i], dtype=torch.float32)
-            fr = model.frame(verts, features, torch.tensor(subject.expressions[i]), head_pose)
-            world = fr.vertices @ head_pose[:3, :3].T + head_pose[:3, 3]
-            pred_rgb, pred_alpha = erode(render_mesh(world, faces, fr.colors, camera, bg, cfg, gen), bg, cfg.erosion)
-            per_frame = {
-                "rgb": cfg.rgb_weight * (pred_rgb - rgb).abs().mean(),
-                "sil": cfg.sil_weight * L.silhouette_loss(pred_alpha, mask),
-                "offset": cfg.offset_weight * L.offset_loss(fr.exp_offsets, fr.pose_offsets),
-                "lap": cfg.lap_weight * L.laplacian_loss(fr.vertices / lap_unit, faces),
-            }
-            for k, v in per_frame.items():
+            for k, v in frame_terms(model, subject, frames, int(i), verts, features, faces, gen).items():
                 terms[k] = terms.get(k, 0.0) + v / len(batch)
         if landmarks is not None:
             terms["lmk"] = cfg.lmk_weight * L.landmark_loss(lambda x: model.sdf(x)[0] / h, landmarks)
