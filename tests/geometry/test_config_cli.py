@@ -57,3 +57,11 @@ def test_geometry_cli_missing_prior_says_how_to_make_it(tmp_path, tiny_subject):
     params.write_text(yaml.safe_dump({"geometry": {"iterations": 1}}))
     with pytest.raises(SystemExit, match=r"--prior.*eavatar prior.*file not found.*use_prior: false"):
         main(["geometry", "--params", str(params), "--data", str(tiny_subject.root), "--prior", str(tmp_path / "none.ply"), "--out", str(tmp_path / "g")])
+
+
+def test_init_mesh_is_a_train_model_parameter():
+    """The ablation's "+prior" variant can seed from the Stage I mesh with `model: {init_mesh: ...}`."""
+    from eavatar.cli.train import build_config
+
+    cfg = build_config({"model": {"init_mesh": "artifacts/geometry/mesh.ply"}}, Path("d"), Path("o"), "train")
+    assert cfg.pipeline.model.init_mesh == "artifacts/geometry/mesh.ply"
