@@ -43,3 +43,18 @@ def test_missing_checkpoint_falls_back_and_says_so(subject, tmp_path):
     loaded = avatar_or_untrained(tmp_path / "avatar.pt", subject, params=tmp_path / "absent.yaml", num_points=200)
     assert not loaded.trained and "UNTRAINED" in loaded.note and len(loaded.avatar.canonical) == 200
     assert loaded.reference_head_pose.shape == (4, 4)
+
+
+def test_an_existing_checkpoint_is_loaded_and_must_match_the_labels(subject, tmp_path):
+    from eavatar.avatar.checkpoint import AvatarInfo, save_avatar
+    from tests.avatar.conftest import make_avatar
+
+    avatar = make_avatar(n=150, d_exp=subject.d_exp)
+    pose = [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0.5], [0, 0, 0, 1.0]]
+    save_avatar(tmp_path / "avatar.pt", avatar, AvatarInfo(list(subject.expression_labels), "synthetic", reference_head_pose=pose, step=7))
+    loaded = avatar_or_untrained(tmp_path / "avatar.pt", subject)
+    assert loaded.trained and "step 7" in loaded.note and len(loaded.avatar.canonical) == 150
+    assert float(loaded.reference_head_pose[2, 3]) == 0.5
+    save_avatar(tmp_path / "other.pt", avatar, AvatarInfo(["a"] * subject.d_exp, "synthetic"))
+    with pytest.raises(ValueError, match="other.pt was trained on"):
+        avatar_or_untrained(tmp_path / "other.pt", subject)
