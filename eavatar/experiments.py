@@ -56,6 +56,21 @@ def mlflow_history(uri: str, run_id: str, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "metric", "value"])
 
 
+def training_history(uri: str, runs: pd.DataFrame | None, csv: str | Path, max_runs: int = 5) -> tuple[pd.DataFrame | None, str]:
+    """Loss and train-metric curves (step, metric, value) of the newest MLflow training run that logged
+    any (of the latest ``max_runs``), else of the train stage's CSV."""
+    if runs is not None and "stage" in runs:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        for _, run in runs[runs["stage"] == "train"].head(max_runs).iterrows():
+            keys = sorted(k for k in client.get_run(run["run_id"]).data.metrics if k.startswith(("loss", "train")))
+            history = mlflow_history(uri, run["run_id"], keys)
+            if len(history["step"].unique()) > 1:
+                return history, f"MLflow run {run['run']} ({run['run_id'][:8]})"
+    return csv_history(csv)
+
+
 def csv_history(path: str | Path) -> tuple[pd.DataFrame | None, str]:
     """metrics/train_history.csv (what `dvc plots show` draws) as a long table (step, metric, value)."""
     path = Path(path)

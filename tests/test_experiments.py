@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from eavatar.experiments import ablation_figure, ablation_tables, csv_history, curves_figure, dvc_experiments, dvc_rows, eval_metrics, mlflow_history, mlflow_runs, side_by_side, store_uri
+from eavatar.experiments import ablation_figure, ablation_tables, csv_history, curves_figure, dvc_experiments, dvc_rows, eval_metrics, mlflow_history, mlflow_runs, side_by_side, store_uri, training_history
 
 ABLATION = {
     "protocol": {"steps": 1000, "split": "test", "note": "free-form"},
@@ -48,6 +48,11 @@ def test_mlflow_runs_and_history_from_a_real_store(tmp_path):
     assert {"loss/total", "train/psnr", "test/psnr", "stage"} <= set(table.columns)
     history = mlflow_history(uri, run.info.run_id, ["loss/total", "train/psnr"])
     assert len(history) == 6 and history[history.metric == "train/psnr"]["value"].tolist() == [20.0, 21.0, 22.0]
+    with mlflow.start_run(run_name="train-resumed-nothing-left", tags={"stage": "train"}):
+        mlflow.log_metric("train_num_gaussians", 900.0, step=3)  # one step: no curve
+    curves, source = training_history(uri, mlflow_runs(uri)[0], tmp_path / "absent.csv")
+    assert source.startswith("MLflow run train-a") and set(curves["metric"]) == {"loss/total", "train/psnr"}
+    assert training_history(uri, None, tmp_path / "absent.csv")[0] is None
 
 
 def test_csv_history_and_curves(tmp_path):
