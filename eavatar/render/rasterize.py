@@ -58,6 +58,8 @@ def rasterize(
 
     ``backend="auto"`` uses gsplat's CUDA kernels for CUDA tensors and the PyTorch tile
     backend otherwise; both implement the same image formation (see eavatar.render.cpu).
+    On CPU without gradients (evaluation, viewers, notebooks) the tile backend runs as one
+    compiled loop (eavatar.render.cpu_numba), held equal to the autograd path by tests.
     """
     _check_inputs(means, quats, scales, opacities, colors, sh_degree)
     if backend == "auto":
