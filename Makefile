@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup demo test test-quick bench
+.PHONY: setup demo test test-quick bench ablation
 
 setup:
 	bash scripts/setup.sh
@@ -19,3 +19,8 @@ test-quick: setup
 bench: setup
 	python benchmarks/bench_rasterizer.py
 	python benchmarks/bench_editor_latency.py
+
+# Issue #3's ablation (its own DVC pipeline, about 1.5 hours on 2 cores), then the cost of its components.
+ablation: setup
+	dvc repro ablation/dvc.yaml
+	python benchmarks/bench_control_cost.py
