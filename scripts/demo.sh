@@ -5,8 +5,10 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 dvc repro
 echo
-echo "== test-split metrics (dvc metrics show)"
-dvc metrics show
+echo "== test-split metrics (dvc metrics show metrics/eval.json)"
+dvc metrics show metrics/eval.json
+echo
+echo "== Stage I mesh against the ground truth (metrics/geometry.json): dvc metrics show metrics/geometry.json"
 echo
 echo "wall time of dvc repro: $(( $(date +%s) - start )) s"
 echo "renders:      artifacts/render/ (test_sequence.mp4, orbit.mp4, canonical.ply, orbit_expression.ply)"
