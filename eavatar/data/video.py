@@ -178,18 +178,19 @@ def prepare_video(video: str | Path, out: str | Path, cfg: VideoConfig) -> dict:
         shutil.rmtree(tmp)
     try:
         write_subject(tmp, video, frames, kept, tracks, labels, expressions, poses, (x0, y0, side, k), (focal, cx, cy), fps, model, cfg)
+        seconds = time.perf_counter() - start
+        report = {
+            "video": str(video),
+            "frames_read": int(len(frames)),
+            "frames_kept": len(kept),
+            "dropped_no_face": [int(i * cfg.every) for i in dropped],
+            "seconds": seconds,
+            "frames_per_second": len(frames) / seconds,
+        }
+        (tmp / "prepare_report.json").write_text(json.dumps(report, indent=1))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left behind
         raise
-    report = {
-        "video": str(video),
-        "frames_read": int(len(frames)),
-        "frames_kept": len(kept),
-        "dropped_no_face": [int(i * cfg.every) for i in dropped],
-        "seconds": time.perf_counter() - start,
-    }
-    report["frames_per_second"] = len(frames) / report["seconds"]
-    (tmp / "prepare_report.json").write_text(json.dumps(report, indent=1))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
