@@ -24,10 +24,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", type=Path, default=Path("metrics/eval.json"), help="averaged metrics JSON (dvc metrics)")
 
 
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    return (img.clamp(0, 1) * 255).round().byte().cpu().numpy()
-
-
 def evaluate(avatar_path: Path, data: Path, split: str, out: Path) -> dict:
     """Metrics of every frame of ``split``; writes per_frame.json and sample PNGs under ``out``.
 
@@ -36,7 +32,7 @@ def evaluate(avatar_path: Path, data: Path, split: str, out: Path) -> dict:
     """
     from eavatar.avatar.checkpoint import load_avatar
     from eavatar.data.subject import load_subject
-    from eavatar.drive import load_rgb, render_subject_frame
+    from eavatar.drive import load_rgb, render_subject_frame, to_uint8
     from eavatar.metrics.image import image_metrics
     from eavatar.metrics.regions import load_region_map, region_psnr
     from eavatar.metrics.temporal import FlickerMeter
