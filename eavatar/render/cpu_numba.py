@@ -1,11 +1,18 @@
-"""The CPU backend's viewing path as one compiled loop (numba): what makes a slider move interactive.
+"""The CPU backend's compositing as compiled loops (numba): what makes CPU training and sliders fast.
 
 Same image formation as :func:`eavatar.render.cpu.composite` (the autograd reference, held
-equal by tests/render/test_cpu_no_grad.py): Gaussians front to back, each pixel of its 3-sigma
+equal by tests/render/test_cpu_numba.py): Gaussians front to back, each pixel of its 3-sigma
 box whose centre gets alpha >= 1/255, alpha capped at 0.999, and a pixel stops before the
-Gaussian that would take its transmittance to 1e-4. Without autograd there is nothing to
-keep per pair, so it walks the boxes once (about 2 M pixel visits for a 256 px avatar)
-instead of building, sorting and scanning pair tensors: about 10x faster than the tensor path.
+Gaussian that would take its transmittance to 1e-4.
+
+- Viewing (no autograd): nothing needs keeping per pair, so one walk over the boxes (about
+  2 M pixel visits for a 256 px avatar) blends straight into the image.
+- Training: the tensor path materialises, sorts and scans every (Gaussian, pixel) pair with
+  autograd, over a second a step at 256 px. Here a counting sort builds each pixel's depth-
+  ordered list of Gaussians, the forward blends each list front to back, and the backward
+  walks it back to front with the closed-form gradients of 3DGS (dC/dalpha_i = f_i T_i -
+  S_i / (1 - alpha_i), S_i the colour blended behind i), pixels split across threads, each
+  thread summing into its own gradient buffer.
 """
 
 from __future__ import annotations
@@ -57,18 +64,157 @@ def _blend(order, means2d, conics, opacities, radii, features, width, height, ac
                 transmittance[p] = after
 
 
-@torch.no_grad()
+@numba.njit(cache=True, nogil=True)
+def _pixel_lists(order, means2d, conics, opacities, radii, width, height):  # pragma: no cover - compiled
+    """Per pixel, the Gaussians that reach it, front to back: (start [P + 1], ids [M]) by a stable counting sort."""
+    num = width * height
+    start = np.zeros(num + 1, np.int64)
+    ids, fill = np.empty(0, np.int32), np.empty(0, np.int64)
+    for sweep in range(2):  # 0: count per pixel, 1: fill the lists in depth order
+        if sweep == 1:
+            for p in range(num):
+                start[p + 1] += start[p]
+            ids = np.empty(start[num], np.int32)
+            fill = start[:num].copy()
+        for g in order:
+            mx, my, r = means2d[g, 0], means2d[g, 1], np.float32(radii[g])
+            a, b, c, o = conics[g, 0], conics[g, 1], conics[g, 2], opacities[g]
+            x0, x1 = max(math.ceil(mx - r - HALF), 0), min(math.floor(mx + r - HALF), width - 1) + 1
+            y0, y1 = max(math.ceil(my - r - HALF), 0), min(math.floor(my + r - HALF), height - 1) + 1
+            for py in range(y0, y1):
+                dy = (np.float32(py) + HALF) - my
+                for px in range(x0, x1):
+                    dx = (np.float32(px) + HALF) - mx
+                    sigma = HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    if sigma < 0 or o * np.exp(-sigma) < A_MIN:
+                        continue
+                    p = py * width + px
+                    if sweep == 0:
+                        start[p + 1] += 1
+                    else:
+                        ids[fill[p]] = g
+                        fill[p] += 1
+    return start, ids
+
+
+@numba.njit(cache=True, parallel=True)
+def _forward(start, ids, means2d, conics, opacities, features, width, acc, acc_alpha, used, final_t):  # pragma: no cover - compiled
+    for p in numba.prange(len(start) - 1):
+        pxc, pyc = np.float32(p % width) + HALF, np.float32(p // width) + HALF
+        t = ONE
+        k = start[p]
+        while k < start[p + 1]:
+            g = ids[k]
+            dx, dy = pxc - means2d[g, 0], pyc - means2d[g, 1]
+            sigma = HALF * (conics[g, 0] * dx * dx + conics[g, 2] * dy * dy) + conics[g, 1] * dx * dy
+            alpha = min(opacities[g] * np.exp(-sigma), A_MAX)
+            after = t * (ONE - alpha)
+            if after <= T_MIN:
+                break
+            weight = alpha * t
+            for d in range(features.shape[1]):
+                acc[p, d] += weight * features[g, d]
+            acc_alpha[p] += weight
+            t = after
+            k += 1
+        used[p] = k - start[p]
+        final_t[p] = t
+
+
+@numba.njit(cache=True, parallel=True)
+def _backward(start, ids, used, final_t, means2d, conics, opacities, features, width, d_acc, d_alpha, grads):  # pragma: no cover - compiled
+    """grads [chunks, N, 6 + D]: d means2d (2), d conic (3), d opacity, d features (D), one buffer per chunk of pixels."""
+    chunks, num, D = grads.shape[0], len(start) - 1, features.shape[1]
+    per_chunk = (num + chunks - 1) // chunks
+    for chunk in numba.prange(chunks):
+        out = grads[chunk]
+        behind = np.zeros(D, np.float64)
+        for p in range(chunk * per_chunk, min(num, (chunk + 1) * per_chunk)):
+            n = used[p]
+            if n == 0:
+                continue
+            pxc, pyc = np.float32(p % width) + HALF, np.float32(p // width) + HALF
+            t = np.float64(final_t[p])
+            behind[:] = 0.0
+            behind_alpha = 0.0
+            for k in range(start[p] + n - 1, start[p] - 1, -1):
+                g = ids[k]
+                dx, dy = pxc - means2d[g, 0], pyc - means2d[g, 1]
+                a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+                sigma = HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+                falloff = np.exp(-sigma)
+                raw = opacities[g] * falloff
+                alpha = min(raw, A_MAX)
+                t = t / (1.0 - alpha)  # transmittance in front of this Gaussian
+                weight = alpha * t
+                d_weight_alpha = d_alpha[p] * (t - behind_alpha / (1.0 - alpha))
+                for d in range(D):
+                    out[g, 6 + d] += weight * d_acc[p, d]
+                    d_weight_alpha += d_acc[p, d] * (features[g, d] * t - behind[d] / (1.0 - alpha))
+                    behind[d] += weight * features[g, d]
+                behind_alpha += weight
+                if raw >= A_MAX:  # the cap: no gradient through alpha, as torch.clamp_max
+                    continue
+                out[g, 5] += d_weight_alpha * falloff
+                d_sigma = -d_weight_alpha * raw
+                out[g, 0] -= d_sigma * (a * dx + b * dy)
+                out[g, 1] -= d_sigma * (c * dy + b * dx)
+                out[g, 2] += d_sigma * 0.5 * dx * dx
+                out[g, 3] += d_sigma * dx * dy
+                out[g, 4] += d_sigma * 0.5 * dy * dy
+
+
+def _f32(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().float().numpy())
+
+
+class _CompositeFunction(torch.autograd.Function):
+    """Differentiable compositing of (means2d [N, 2], conics [N, 3], opacities [N], features [N, D])."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, features, order, radii, width, height):
+        dtype = features.dtype if features.dtype == torch.float64 else torch.float32  # float64 for gradcheck
+        m, cn, o, f = (np.ascontiguousarray(t.detach().to(dtype).numpy()) for t in (means2d, conics, opacities, features))
+        start, ids = _pixel_lists(order.numpy(), m, cn, o, radii.numpy(), width, height)
+        num, D = width * height, f.shape[1]
+        acc, acc_alpha = np.zeros((num, D), f.dtype), np.zeros(num, f.dtype)
+        used, final_t = np.zeros(num, np.int32), np.ones(num, f.dtype)
+        _forward(start, ids, m, cn, o, f, width, acc, acc_alpha, used, final_t)
+        ctx.kernel_inputs = (start, ids, used, final_t, m, cn, o, f, width)
+        return torch.from_numpy(acc).to(features.dtype), torch.from_numpy(acc_alpha).to(features.dtype)
+
+    @staticmethod
+    def backward(ctx, d_acc, d_alpha):
+        start, ids, used, final_t, m, cn, o, f, width = ctx.kernel_inputs
+        grads = np.zeros((numba.get_num_threads(), len(m), 6 + f.shape[1]), f.dtype)
+        d_acc, d_alpha = (np.ascontiguousarray(t.detach().to(torch.from_numpy(f).dtype).numpy()) for t in (d_acc, d_alpha))
+        _backward(start, ids, used, final_t, m, cn, o, f, width, d_acc, d_alpha, grads)
+        g = torch.from_numpy(grads.sum(0))
+        return g[:, 0:2], g[:, 2:5], g[:, 5], g[:, 6:], None, None, None, None
+
+
 def composite_numba(proj: Projected, opacities: Tensor, features: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
-    """:func:`eavatar.render.cpu.composite` without autograd, CPU tensors: (features [H, W, D], alpha [H, W, 1])."""
+    """:func:`eavatar.render.cpu.composite` on CPU tensors, compiled: (features [H, W, D], alpha [H, W, 1]).
+
+    Differentiable in means2d, conics, opacities and features when any of them needs a gradient.
+    """
+    inputs = (proj.means2d, proj.conics, opacities, features)
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
+        return _composite_view(proj, opacities, features, width, height)
+    visible = torch.nonzero(proj.radii > 0).squeeze(1)
+    order = visible[torch.argsort(proj.depths[visible].detach(), stable=True)]
+    acc, alpha = _CompositeFunction.apply(proj.means2d[0], proj.conics, opacities, features, order, proj.radii, width, height)
+    return acc.reshape(height, width, -1), alpha.reshape(height, width, 1)
+
+
+@torch.no_grad()
+def _composite_view(proj: Projected, opacities: Tensor, features: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
+    """The viewing path: one walk over the boxes, no per-pixel lists."""
     visible = torch.nonzero(proj.radii > 0).squeeze(1)
     order = visible[torch.argsort(proj.depths[visible], stable=True)]
     D = features.shape[-1]
     acc = np.zeros((width * height, D), np.float32)
     acc_alpha = np.zeros(width * height, np.float32)
-
-    def f32(t: Tensor) -> np.ndarray:
-        return np.ascontiguousarray(t.detach().float().numpy())
-
-    _blend(order.numpy(), f32(proj.means2d[0]), f32(proj.conics), f32(opacities), proj.radii.numpy(), f32(features), width, height, acc, acc_alpha)
+    _blend(order.numpy(), _f32(proj.means2d[0]), _f32(proj.conics), _f32(opacities), proj.radii.numpy(), _f32(features), width, height, acc, acc_alpha)
     out, alpha = torch.from_numpy(acc).to(features.dtype), torch.from_numpy(acc_alpha).to(features.dtype)
     return out.reshape(height, width, D), alpha.reshape(height, width, 1)

@@ -58,8 +58,8 @@ def rasterize(
 
     ``backend="auto"`` uses gsplat's CUDA kernels for CUDA tensors and the PyTorch tile
     backend otherwise; both implement the same image formation (see eavatar.render.cpu).
-    On CPU without gradients (evaluation, viewers, notebooks) the tile backend runs as one
-    compiled loop (eavatar.render.cpu_numba), held equal to the autograd path by tests.
+    On CPU the tile backend runs as compiled loops with their own backward
+    (eavatar.render.cpu_numba), held equal in values and gradients to the autograd path by tests.
     """
     _check_inputs(means, quats, scales, opacities, colors, sh_degree)
     if backend == "auto":
@@ -88,14 +88,15 @@ def _rasterize_torch(means, quats, scales, opacities, colors, camera: Camera, sh
 
 
 def _composite(*inputs: Tensor):
-    """The autograd reference when gradients are wanted; else the compiled loop (CPU) or the tensor viewing path (CUDA)."""
+    """The compiled loops on CPU tensors (training and viewing); the tensor path for CUDA tensors
+    forced onto this backend (the autograd reference, or its viewing variant)."""
+    if not inputs[0].is_cuda:
+        from eavatar.render.cpu_numba import composite_numba
+
+        return composite_numba
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         return cpu.composite
-    if inputs[0].is_cuda:
-        return cpu.composite_no_grad
-    from eavatar.render.cpu_numba import composite_numba
-
-    return composite_numba
+    return cpu.composite_no_grad
 
 
 def _rasterize_gsplat(means, quats, scales, opacities, colors, camera: Camera, sh_degree, near, far) -> RenderOutput:
