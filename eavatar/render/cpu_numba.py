@@ -65,35 +65,54 @@ def _blend(order, means2d, conics, opacities, radii, features, width, height, ac
 
 
 @numba.njit(cache=True, nogil=True)
-def _pixel_lists(order, means2d, conics, opacities, radii, width, height):  # pragma: no cover - compiled
-    """Per pixel, the Gaussians that reach it, front to back: (start [P + 1], ids [M]) by a stable counting sort."""
+def _visit(g, means2d, conics, opacities, radii, width, height, sweep, row, ids):  # pragma: no cover - compiled
+    """Each pixel that Gaussian g reaches: sweep 0 counts it in ``row``; sweep 1 writes g at cursor ``row[p]``."""
+    mx, my, r = means2d[g, 0], means2d[g, 1], np.float32(radii[g])
+    a, b, c, o = conics[g, 0], conics[g, 1], conics[g, 2], opacities[g]
+    # alpha >= 1/255 <=> sigma <= log(o * 255): the exact test runs only near that bound
+    bound = math.log(max(o / A_MIN, 1e-30)) * (1.0 + 1e-5) + 1e-5
+    x0, x1 = max(math.ceil(mx - r - HALF), 0), min(math.floor(mx + r - HALF), width - 1) + 1
+    y0, y1 = max(math.ceil(my - r - HALF), 0), min(math.floor(my + r - HALF), height - 1) + 1
+    for py in range(y0, y1):
+        dy = (np.float32(py) + HALF) - my
+        for px in range(x0, x1):
+            dx = (np.float32(px) + HALF) - mx
+            sigma = HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+            if sigma < 0 or sigma > bound or o * np.exp(-sigma) < A_MIN:
+                continue
+            p = py * width + px
+            if sweep == 1:
+                ids[row[p]] = g
+            row[p] += 1
+
+
+@numba.njit(cache=True, parallel=True)
+def _pixel_lists(order, means2d, conics, opacities, radii, width, height, runs):  # pragma: no cover - compiled
+    """Per pixel, the Gaussians that reach it, front to back: (start [P + 1], ids [M]), a stable counting sort.
+
+    The depth-ordered Gaussians are cut into ``runs`` contiguous runs, one per thread; a pixel's list holds
+    run 0's Gaussians, then run 1's, ..., so the lists stay in depth order.
+    """
     num = width * height
-    start = np.zeros(num + 1, np.int64)
-    ids, fill = np.empty(0, np.int32), np.empty(0, np.int64)
-    for sweep in range(2):  # 0: count per pixel, 1: fill the lists in depth order
-        if sweep == 1:
-            for p in range(num):
-                start[p + 1] += start[p]
-            ids = np.empty(start[num], np.int32)
-            fill = start[:num].copy()
-        for g in order:
-            mx, my, r = means2d[g, 0], means2d[g, 1], np.float32(radii[g])
-            a, b, c, o = conics[g, 0], conics[g, 1], conics[g, 2], opacities[g]
-            x0, x1 = max(math.ceil(mx - r - HALF), 0), min(math.floor(mx + r - HALF), width - 1) + 1
-            y0, y1 = max(math.ceil(my - r - HALF), 0), min(math.floor(my + r - HALF), height - 1) + 1
-            for py in range(y0, y1):
-                dy = (np.float32(py) + HALF) - my
-                for px in range(x0, x1):
-                    dx = (np.float32(px) + HALF) - mx
-                    sigma = HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    if sigma < 0 or o * np.exp(-sigma) < A_MIN:
-                        continue
-                    p = py * width + px
-                    if sweep == 0:
-                        start[p + 1] += 1
-                    else:
-                        ids[fill[p]] = g
-                        fill[p] += 1
+    per_run = (len(order) + runs - 1) // runs
+    rows = np.zeros((runs, num), np.int64)
+    ids = np.empty(0, np.int32)
+    for run in numba.prange(runs):
+        for j in range(run * per_run, min(len(order), (run + 1) * per_run)):
+            _visit(order[j], means2d, conics, opacities, radii, width, height, 0, rows[run], ids)
+    start = np.empty(num + 1, np.int64)
+    total = 0
+    for p in range(num):  # counts -> each run's first slot in each pixel's list
+        start[p] = total
+        for run in range(runs):
+            count = rows[run, p]
+            rows[run, p] = total
+            total += count
+    start[num] = total
+    ids = np.empty(total, np.int32)
+    for run in numba.prange(runs):
+        for j in range(run * per_run, min(len(order), (run + 1) * per_run)):
+            _visit(order[j], means2d, conics, opacities, radii, width, height, 1, rows[run], ids)
     return start, ids
 
 
@@ -175,7 +194,7 @@ class _CompositeFunction(torch.autograd.Function):
     def forward(ctx, means2d, conics, opacities, features, order, radii, width, height):
         dtype = features.dtype if features.dtype == torch.float64 else torch.float32  # float64 for gradcheck
         m, cn, o, f = (np.ascontiguousarray(t.detach().to(dtype).numpy()) for t in (means2d, conics, opacities, features))
-        start, ids = _pixel_lists(order.numpy(), m, cn, o, radii.numpy(), width, height)
+        start, ids = _pixel_lists(order.numpy(), m, cn, o, radii.numpy(), width, height, numba.get_num_threads())
         num, D = width * height, f.shape[1]
         acc, acc_alpha = np.zeros((num, D), f.dtype), np.zeros(num, f.dtype)
         used, final_t = np.zeros(num, np.int32), np.ones(num, f.dtype)
