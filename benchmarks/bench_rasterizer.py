@@ -2,6 +2,10 @@
 
     python benchmarks/bench_rasterizer.py [--repeats 7] [--out benchmarks/results/rasterizer.json]
 
+On CPU, forward + backward is timed twice in one run: the compiled training path that
+`rasterize` uses (eavatar/render/cpu_numba.py) and the autograd tensor reference it is tested
+against (eavatar/render/cpu.py), so their ratio comes from one machine state.
+
 Scenes are random Gaussians on the surface of a head-sized sphere (radius 0.1) seen from
 1 unit, the footprint a trained avatar has in the synthetic subject's cameras. As in a
 densified avatar, the Gaussians shrink as their number grows (each covers about 1/N of
@@ -20,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from eavatar.render import Camera, rasterize
+import eavatar.render.rasterize as rasterize_module
+from eavatar.render import Camera, cpu, rasterize
 
 
 RADIUS = 0.1  # head-sized sphere
@@ -92,8 +97,17 @@ def main() -> None:
                     "forward_ms": 1e3 * median_seconds(forward, args.repeats, device),
                     "forward_backward_ms": 1e3 * median_seconds(forward_backward, args.repeats, device),
                 }
+                line = f"{device:4s} {backend:6s} {size:4d}px {n:6d} gaussians  fwd {row['forward_ms']:8.1f} ms  fwd+bwd {row['forward_backward_ms']:8.1f} ms"
+                if device == "cpu":
+                    compiled = rasterize_module._composite
+                    rasterize_module._composite = lambda *inputs: cpu.composite  # the autograd tensor reference
+                    try:
+                        row["forward_backward_reference_ms"] = 1e3 * median_seconds(forward_backward, args.repeats, device)
+                    finally:
+                        rasterize_module._composite = compiled
+                    line += f"  (tensor reference {row['forward_backward_reference_ms']:8.1f} ms)"
                 rows.append(row)
-                print(f"{device:4s} {backend:6s} {size:4d}px {n:6d} gaussians  fwd {row['forward_ms']:8.1f} ms  fwd+bwd {row['forward_backward_ms']:8.1f} ms")
+                print(line)
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(), "repeats": args.repeats}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

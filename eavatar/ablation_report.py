@@ -15,6 +15,8 @@ import torch
 MOUTH_FRAMES = 4
 #: Pixels of context around the mouth's bounding box in the crops.
 MOUTH_PAD = 6
+#: Training-PSNR logs (one every 25 steps) averaged in the curves: single frames are noisy.
+PSNR_WINDOW = 8
 
 
 def paired_deltas(rows: list[dict], variant: str, reference: str, key: str) -> tuple[float, float, int] | None:
@@ -44,7 +46,7 @@ def delta_lines(rows: list[dict], variants: list[str]) -> list[str]:
 def write_report(path: Path, table: str, protocol: dict, rows: list[dict], figures: list[Path]) -> None:
     """docs/ablation.md: protocol, table, paired differences, figures."""
     variants = list(protocol["variants"])
-    pending = "" if "full" in variants else '\nThe "full (+prior)" row is not measured yet (issue #4).\n'
+    pending = "" if "full" in variants else '\nThe "full (+prior)" row is not measured here.\n'
     fig_links = "\n".join(f"![{f.stem}]({Path('images') / f.name})" for f in figures)
     text = f"""# Ablation: sparse expression control and deformation-aware splitting
 
@@ -73,9 +75,9 @@ LPIPS/flicker are better):
 
 
 def figures(out: Path, data: Path, variants: list[str], seeds: list[int], folder: Path) -> list[Path]:
-    """The mouth crops of each variant (first seed) and the control-set size over training."""
+    """The mouth crops of each variant (first seed) and the training curves."""
     folder.mkdir(parents=True, exist_ok=True)
-    return [mouth_figure(out, data, variants, seeds[0], folder / "ablation_mouth.png"), control_plot(out, variants, seeds, folder / "ablation_control.png")]
+    return [mouth_figure(out, data, variants, seeds[0], folder / "ablation_mouth.png"), training_curves(out, variants, seeds, folder / "ablation_training.png")]
 
 
 def mouth_frames(subject, count: int) -> list[int]:
@@ -129,8 +131,8 @@ def mouth_figure(out: Path, data: Path, variants: list[str], seed: int, path: Pa
     return path
 
 
-def control_plot(out: Path, variants: list[str], seeds: list[int], path: Path) -> Path:
-    """Control-set size of the training frame and number of Gaussians against step, mean over seeds."""
+def training_curves(out: Path, variants: list[str], seeds: list[int], path: Path) -> Path:
+    """Training PSNR (running mean), control-set size and number of Gaussians against step, mean over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,16 +140,20 @@ def control_plot(out: Path, variants: list[str], seeds: list[int], path: Path) -
 
     from eavatar.cli.ablation import read_history
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     for v in variants:
         runs = [read_history(out / v / f"seed{s}" / "history.csv") for s in seeds]
         n = min(len(h["step"]) for h in runs)
         step = runs[0]["step"][:n]
-        for ax, key in ((left, "train/num_control"), (right, "train/num_gaussians")):
+        psnr = np.mean([h["train/psnr"][:n] for h in runs], axis=0)
+        window = min(PSNR_WINDOW, n)
+        axes[0].plot(step[window - 1 :], np.convolve(psnr, np.ones(window) / window, mode="valid"), label=v)
+        for ax, key in zip(axes[1:], ("train/num_control", "train/num_gaussians")):
             ax.plot(step, np.mean([h[key][:n] for h in runs], axis=0), label=v)
-    left.set(title="control Gaussians per training frame", xlabel="step", ylabel="count")
-    right.set(title="Gaussians", xlabel="step", ylabel="count")
-    left.legend(fontsize=8)
+    axes[0].set(title=f"PSNR of the training frame (running mean of {PSNR_WINDOW} logs)", xlabel="step", ylabel="dB")
+    axes[1].set(title="control Gaussians per training frame", xlabel="step", ylabel="count")
+    axes[2].set(title="Gaussians", xlabel="step", ylabel="count")
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -76,10 +76,13 @@ def run_one(run_dir: Path, params: dict, data: Path, run_name: str) -> dict:
     """Train and evaluate one (variant, seed), or reuse its row when it already ran with these params."""
     from eavatar.cli.evaluate import evaluate
 
+    from eavatar.cli.train import with_seed_mesh
+
     row_path = run_dir / "row.json"
+    inputs = with_seed_mesh(params, (params.get("model") or {}).get("init_mesh", ""), f"{run_name}: model.init_mesh")
     if row_path.is_file():
         row = json.loads(row_path.read_text())
-        if row.get("params") == params:
+        if row.get("params") == inputs:  # same params and the same seed mesh
             print(f"{run_name}: reusing {row_path}")
             return row
     print(f"{run_name}: training {params['max_steps']} steps", flush=True)
@@ -89,7 +92,7 @@ def run_one(run_dir: Path, params: dict, data: Path, run_name: str) -> dict:
     row = {k: v for k, v in summary.items() if k in {c[0] for c in COLUMNS}}
     row["num_gaussians"] = float(history["train/num_gaussians"][-1])
     row["train_seconds"] = seconds  # wall time on a possibly shared machine: docs/benchmarks.md has the controlled cost
-    row["params"] = params
+    row["params"] = inputs
     row_path.write_text(json.dumps(row, indent=1))
     return row
 

@@ -65,6 +65,16 @@ def fingerprint(params: dict[str, Any], data: Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def with_seed_mesh(params: dict[str, Any], mesh: str, source: str) -> dict[str, Any]:
+    """``params`` plus the hash of the mesh that seeds the Gaussians (if any): a new Stage I mesh
+    at the same path then restarts a resumable run instead of resuming the old one."""
+    if not mesh:
+        return params
+    if not Path(mesh).is_file():
+        raise SystemExit(f"{source}: {mesh}: file not found (make it with `eavatar geometry` or `dvc repro geometry`)")
+    return {**params, "init_mesh_sha256": hashlib.sha256(Path(mesh).read_bytes()).hexdigest()}
+
+
 def latest_step(checkpoint_dir: Path) -> int | None:
     steps = [int(p.stem.split("-")[1]) for p in checkpoint_dir.glob("step-*.ckpt")]
     return max(steps) if steps else None
@@ -97,10 +107,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(params, args.data, args.out, f"{args.params}:{args.section}")
     cfg.mlflow_run_name = args.run_name
     if args.init_mesh is not None:
-        if not args.init_mesh.is_file():
-            raise SystemExit(f"--init-mesh {args.init_mesh}: file not found (make it with `eavatar geometry` or `dvc repro geometry`)")
         cfg.pipeline.model.init_mesh = str(args.init_mesh)
-        params = {**params, "init_mesh_sha256": hashlib.sha256(args.init_mesh.read_bytes()).hexdigest()}  # a new mesh restarts training
+    source = "--init-mesh" if args.init_mesh is not None else f"{args.params}:{args.section}.model.init_mesh"
+    params = with_seed_mesh(params, cfg.pipeline.model.init_mesh, source)
     prepare_resume(cfg, params, args.data)
     if cfg.max_num_iterations > 0:
         ns_train_main(cfg)

@@ -1,14 +1,17 @@
 """The ablation command: params per run, summary statistics, the table, and a tiny end-to-end run."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+import trimesh
 import yaml
 
 from eavatar.ablation_report import paired_deltas
 from eavatar.cli.ablation import deep_merge, markdown_table, run_params, summarise
 from eavatar.cli.main import main
+from eavatar.data.subject import load_subject
 
 ABLATION = {
     "max_steps": 30,
@@ -66,23 +69,33 @@ def test_paired_deltas_pair_by_seed():
 def test_ablation_end_to_end_writes_the_table_it_prints(tmp_path, capsys):
     from tests.ns.test_pipeline_end_to_end import TINY_PARAMS
 
-    params = {**TINY_PARAMS, "ablation": ABLATION}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**TINY_PARAMS, "ablation": ABLATION}))
     p = str(tmp_path / "params.yaml")
     assert main(["synthetic", "--params", p, "--out", str(tmp_path / "subject")]) == 0
+    # the "full" row's route: a seed mesh as a params override (here a copy of the template, standing in for Stage I)
+    seed_mesh = tmp_path / "stage1_mesh.ply"
+    shutil.copy(load_subject(tmp_path / "subject").template_mesh, seed_mesh)
+    full = deep_merge(ABLATION["variants"]["control_split"], {"model": {"init_mesh": str(seed_mesh)}})
+    ablation = {**ABLATION, "variants": {**ABLATION["variants"], "full": full}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**TINY_PARAMS, "ablation": ablation}))
     argv = ["ablation", "--params", p, "--data", str(tmp_path / "subject"), "--out", str(tmp_path / "runs")]
     argv += ["--metrics", str(tmp_path / "ablation.json"), "--report", str(tmp_path / "docs" / "ablation.md"), "--figures", str(tmp_path / "docs" / "images")]
     capsys.readouterr()
     assert main(argv) == 0
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "ablation.json").read_text())
-    assert [(r["variant"], r["seed"]) for r in result["runs"]] == [("baseline", 0), ("baseline", 1), ("control_split", 0), ("control_split", 1)]
+    assert [(r["variant"], r["seed"]) for r in result["runs"]] == [(v, s) for v in ("baseline", "control_split", "full") for s in (0, 1)]
     for r in result["runs"]:
         assert r["psnr"] > 10 and "mouth_psnr" in r and r["flicker"] is not None and r["train_seconds"] > 0
     report = (tmp_path / "docs" / "ablation.md").read_text()
     table = markdown_table(result["summary"])
     assert table in report and table in printed
-    for name in ("ablation_mouth.png", "ablation_control.png"):
+    for name in ("ablation_mouth.png", "ablation_training.png"):
         assert (tmp_path / "docs" / "images" / name).stat().st_size > 0
     assert main(argv) == 0  # a second run reuses every finished run
+    assert capsys.readouterr().out.count("reusing") == 6
+    mesh = trimesh.load(seed_mesh, force="mesh", process=False)
+    mesh.apply_scale(1.01)
+    mesh.export(seed_mesh)  # same path, other content
+    assert main(argv) == 0  # only the runs seeded from that mesh train again
     assert capsys.readouterr().out.count("reusing") == 4

@@ -65,3 +65,19 @@ def test_init_mesh_is_a_train_model_parameter():
 
     cfg = build_config({"model": {"init_mesh": "artifacts/geometry/mesh.ply"}}, Path("d"), Path("o"), "train")
     assert cfg.pipeline.model.init_mesh == "artifacts/geometry/mesh.ply"
+
+
+def test_seed_mesh_is_fingerprinted_and_a_missing_one_named(tmp_path):
+    """A different Stage I mesh at the same path restarts a resumable run; a missing one says where it was set."""
+    from eavatar.cli.train import fingerprint, with_seed_mesh
+
+    data = tmp_path / "transforms.json"
+    data.write_text("{}")
+    mesh = tmp_path / "mesh.ply"
+    mesh.write_bytes(b"first")
+    first = fingerprint(with_seed_mesh({"max_steps": 1}, str(mesh), "x"), data)
+    mesh.write_bytes(b"second")
+    assert fingerprint(with_seed_mesh({"max_steps": 1}, str(mesh), "x"), data) != first
+    assert with_seed_mesh({"max_steps": 1}, "", "x") == {"max_steps": 1}
+    with pytest.raises(SystemExit, match=r"params\.yaml:train\.model\.init_mesh: .*none\.ply: file not found.*eavatar geometry"):
+        with_seed_mesh({}, str(tmp_path / "none.ply"), "params.yaml:train.model.init_mesh")
