@@ -11,7 +11,8 @@
   by ``crop_scale`` to take in hair and neck, so the camera is the same in every frame.
 - Masks: OpenCV GrabCut per frame, seeded from the landmarks (face hull: foreground; a head
   ellipse and the neck below it: probably foreground; the top corners: background). Offline,
-  no model; it separates the person from a plain background, not hair from shoulders.
+  no model; it separates the person from a plain background, not hair from shoulders. Its
+  contour is smoothed and the image's alpha feathered over it (``mask_smoothing``).
 - Frames without a face are dropped and listed in the report; the last ``test_fraction`` of
   the clip (by time) is the test split.
 """
@@ -54,12 +55,14 @@ class VideoConfig:
     """The last part of the clip, by time, held out for test."""
     grabcut_iterations: int = 3
     """GrabCut refinement iterations per frame."""
+    mask_smoothing: float = 1.5
+    """Sigma (px) that smooths GrabCut's jagged contour and feathers the alpha over about that width; 0: raw GrabCut."""
 
     def __post_init__(self) -> None:
         if self.resolution < 16 or self.every < 1 or self.max_frames < 0 or self.crop_scale <= 0:
             raise ValueError(f"prepare: resolution >= 16, every >= 1, max_frames >= 0, crop_scale > 0 (got {asdict(self)})")
-        if not 0 < self.test_fraction < 1 or self.smoothing < 1 or self.smoothing % 2 == 0:
-            raise ValueError(f"prepare: test_fraction in (0, 1) and an odd smoothing >= 1 (got {asdict(self)})")
+        if not 0 < self.test_fraction < 1 or self.smoothing < 1 or self.smoothing % 2 == 0 or self.mask_smoothing < 0:
+            raise ValueError(f"prepare: test_fraction in (0, 1), an odd smoothing >= 1 and mask_smoothing >= 0 (got {asdict(self)})")
 
 
 def read_frames(path: Path, cfg: VideoConfig) -> tuple[np.ndarray, float]:
@@ -150,6 +153,24 @@ def grabcut_mask(rgb: np.ndarray, landmarks_px: np.ndarray, iterations: int) -> 
         face = labels[int(np.clip(fy, 0, h - 1)), int(np.clip(fx, 0, w - 1))]
         person = (labels == (face if face else 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])))).astype(np.uint8)
     return person * 255
+
+
+def refine_mask(mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, alpha), both [H, W] uint8, from a {0, 255} GrabCut mask.
+
+    GrabCut's contour zig-zags by a pixel or two, differently in every frame; an avatar cannot
+    learn that noise, and at 256 px the band it leaves held most of the training error (docs/video.md).
+    The mask is the blurred mask thresholded at one half (a smooth contour, same area); the
+    alpha feathers that contour over about ``sigma`` pixels, as a rendered edge is soft.
+    """
+    import cv2
+
+    if sigma <= 0:
+        return mask, mask
+    blurred = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), sigma)
+    smooth = (blurred >= 0.5).astype(np.float32)
+    alpha = cv2.GaussianBlur(smooth, (0, 0), sigma / 2)
+    return (smooth * 255).astype(np.uint8), np.round(alpha * 255).astype(np.uint8)
 
 
 def prepare_video(video: str | Path, out: str | Path, cfg: VideoConfig) -> dict:
@@ -245,9 +266,9 @@ def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressi
     for n, (i, track) in enumerate(zip(kept, tracks)):
         image = cv2.resize(frames[i, y0 : y0 + side, x0 : x0 + side], (cfg.resolution, cfg.resolution), interpolation=cv2.INTER_AREA)
         lm_px = np.stack([(track.landmarks[:, 0] * w - x0) * k, (track.landmarks[:, 1] * h - y0) * k], axis=1)
-        mask = grabcut_mask(image, lm_px, cfg.grabcut_iterations)
+        mask, alpha = refine_mask(grabcut_mask(image, lm_px, cfg.grabcut_iterations), cfg.mask_smoothing)
         stem = f"{n:05d}.png"
-        iio.imwrite(tmp / "images" / stem, np.dstack([image, mask]))  # RGBA: the pipeline composites over its background
+        iio.imwrite(tmp / "images" / stem, np.dstack([image, alpha]))  # RGBA: the pipeline composites over its background
         iio.imwrite(tmp / "masks" / stem, mask)
         records.append(
             {

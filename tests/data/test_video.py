@@ -8,7 +8,7 @@ import pytest
 
 from eavatar.data.face_tracker import MODEL_ENV, FaceModelMissing, canonical_face_mesh, find_face_landmarker
 from eavatar.data.subject import load_subject
-from eavatar.data.video import VideoConfig, VideoError, prepare_video, read_frames, smooth_poses
+from eavatar.data.video import VideoConfig, VideoError, prepare_video, read_frames, refine_mask, smooth_poses
 from tests.shared_data import shared_path
 
 EXCERPT = VideoConfig(resolution=128, every=6, max_frames=10, smoothing=1)  # frames 0.2 s apart: no smoothing
@@ -131,3 +131,20 @@ def test_pose_smoothing_keeps_rotations_proper_and_removes_jitter():
     error = lambda m: (Rotation.from_matrix(m) * truth.inv()).magnitude()[2:-2].mean()  # noqa: E731
     assert error(R) < 0.6 * error(poses[:, :3, :3])
     assert out[:, :3, 3].std() < 0.6 * poses[:, :3, 3].std()
+
+
+def test_refined_mask_has_a_smooth_contour_and_a_feathered_alpha():
+    """A square whose edges zig-zag by a pixel: the zig-zag goes, the area stays, alpha ramps over a few pixels."""
+    square = np.zeros((64, 64), np.uint8)
+    square[16:48, 16:48] = 255
+    jagged = square.copy()
+    jagged[15, 20:44:4] = 255  # teeth one pixel outside the top edge
+    jagged[47, 20:44:4] = 0  # notches one pixel into the bottom edge
+    mask, alpha = refine_mask(jagged, 1.5)
+    assert set(np.unique(mask)) == {0, 255}
+    assert (mask[15, 20:44] == 0).all() and (mask[47, 20:44] == 255).all()
+    assert abs(int((mask > 0).sum()) - int((square > 0).sum())) < 40
+    assert alpha[32, 32] == 255 and alpha[0, 0] == 0
+    ramp = alpha[32, 44:52]  # across the right edge, between x = 47 and 48
+    assert (np.diff(ramp.astype(int)) <= 0).all() and 0 < ramp[3] < 255 and 0 < ramp[4] < 255
+    assert refine_mask(jagged, 0)[1] is jagged  # 0: raw GrabCut
