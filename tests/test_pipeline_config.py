@@ -41,3 +41,18 @@ def test_unknown_train_parameter_is_named():
 
     with pytest.raises(SystemExit, match="train.bogus"):
         build_config({"bogus": 1}, Path("d"), Path("o"), "train")
+
+
+def test_video_pipeline_has_one_chain_per_clip_and_its_sections_are_accepted():
+    from eavatar.cli.train import build_config
+    from eavatar.data.video import VideoConfig
+
+    params = ROOT / "params.yaml"
+    videos = load_params(params, "videos")
+    out = subprocess.run([dvc(), "stage", "list", "video/dvc.yaml"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for name in videos:
+        for stage in ("prepare", "train", "evaluate", "render"):
+            assert f"video/dvc.yaml:{stage}@{name} " in out.stdout
+    apply_overrides(VideoConfig(), load_params(params, "prepare"), "prepare")
+    build_config(load_params(params, "train_video"), Path("data/video/d3"), Path("artifacts/video/d3/train"), "train_video")

@@ -11,7 +11,7 @@ from eavatar.cli.params import apply_overrides, load_params
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (section: prepare)")
-    p.add_argument("--video", type=Path, help="video file (default: params.yaml prepare.video)")
+    p.add_argument("--video", type=Path, required=True, help="video file with one face (video/dvc.yaml: each of params.yaml `videos`)")
     p.add_argument("--out", type=Path, default=Path("data/video"), help="subject folder to write")
 
 
@@ -19,14 +19,9 @@ def run(args: argparse.Namespace) -> int:
     from eavatar.data.face_tracker import FaceModelMissing
     from eavatar.data.video import VideoConfig, VideoError, prepare_video
 
-    section = dict(load_params(args.params, "prepare"))
-    video = args.video or section.pop("video", None)
-    section.pop("video", None)
-    if video is None:
-        raise SystemExit(f"{args.params}:prepare.video: missing (or pass --video)")
-    cfg = apply_overrides(VideoConfig(), section, f"{args.params}:prepare")
+    cfg = apply_overrides(VideoConfig(), load_params(args.params, "prepare"), f"{args.params}:prepare")
     try:
-        report = prepare_video(Path(video), args.out, cfg)
+        report = prepare_video(args.video, args.out, cfg)
     except (VideoError, FaceModelMissing) as err:
         raise SystemExit(str(err)) from None
     if report["dropped_no_face"]:
