@@ -48,7 +48,7 @@ def write_report(path: Path, table: str, protocol: dict, rows: list[dict], figur
     variants = list(protocol["variants"])
     pending = "" if "full" in variants else '\nThe "full (+prior)" row is not measured here.\n'
     fig_links = "\n".join(f"![{f.stem}]({Path('images') / f.name})" for f in figures)
-    text = f"""# Ablation: sparse expression control and deformation-aware splitting
+    text = f"""# Ablation: sparse expression control, deformation-aware splitting, geometry prior
 
 Made by `eavatar ablation` (`make ablation`); every number below is what that command printed.
 Protocol: subject `{protocol['subject']}`, evaluated on its `{protocol['split']}` split (held-out
@@ -59,7 +59,10 @@ standard deviation over seeds. Region PSNR is measured inside the ground-truth m
 masks; flicker is the mean |(R_t - R_t-1) - (G_t - G_t-1)| over consecutive test timesteps, in
 8-bit levels (eavatar/metrics/temporal.py). Gaussians: the count at the end of training. The
 time and memory each component costs per step is measured apart, on one machine state, in
-docs/benchmarks.md ("Sparse control and splitting").
+docs/benchmarks.md ("Sparse control and splitting"). A variant with `model.init_mesh` seeds its
+Gaussians from that mesh (`full`: the Stage I mesh of `dvc repro geometry`, docs/geometry.md)
+instead of the subject's template; the run's key includes the mesh's hash. The training-PSNR
+curve is the PSNR of each step's training frame, a running mean over seeds and logs.
 
 {table}
 {pending}
