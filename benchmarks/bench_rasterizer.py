@@ -16,6 +16,7 @@ count. Results go to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import platform
 import statistics
@@ -24,8 +25,9 @@ from pathlib import Path
 
 import torch
 
-import eavatar.render.rasterize as rasterize_module
 from eavatar.render import Camera, cpu, rasterize
+
+rasterize_module = importlib.import_module("eavatar.render.rasterize")  # the package's `rasterize` is the function
 
 
 RADIUS = 0.1  # head-sized sphere
