@@ -20,7 +20,7 @@ bench: setup
 	python benchmarks/bench_rasterizer.py
 	python benchmarks/bench_editor_latency.py
 
-# Issue #3's ablation (its own DVC pipeline, about 1.5 hours on 2 cores), then the cost of its components.
+# The ablation (its own DVC pipeline: 4 variants x 3 seeds, 45 minutes on 2 cores shared with other jobs), then the cost of its components.
 ablation: setup
 	dvc repro ablation/dvc.yaml
 	python benchmarks/bench_control_cost.py
