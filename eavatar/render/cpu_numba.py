@@ -32,15 +32,23 @@ HALF, ONE = np.float32(0.5), np.float32(1.0)
 A_MIN, A_MAX = np.float32(ALPHA_MIN), np.float32(ALPHA_MAX)  # float32, as the tensor path compares them
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _box(mx, my, radius, width, height):  # pragma: no cover - compiled
+    """Pixel ranges [x0, x1) x [y0, y1) whose centres (+0.5) lie in the 3-sigma box, clipped to the image."""
+    r = np.float32(radius)
+    x0, x1 = max(math.ceil(mx - r - HALF), 0), min(math.floor(mx + r - HALF), width - 1) + 1
+    y0, y1 = max(math.ceil(my - r - HALF), 0), min(math.floor(my + r - HALF), height - 1) + 1
+    return x0, x1, y0, y1
+
+
 @numba.njit(cache=True, nogil=True)
 def _blend(order, means2d, conics, opacities, radii, features, width, height, acc, acc_alpha):  # pragma: no cover - compiled
     transmittance = np.ones(width * height, np.float32)
     done = np.zeros(width * height, np.bool_)
     for g in order:
-        mx, my, r = means2d[g, 0], means2d[g, 1], np.float32(radii[g])
+        mx, my = means2d[g, 0], means2d[g, 1]
         a, b, c, o = conics[g, 0], conics[g, 1], conics[g, 2], opacities[g]
-        x0, x1 = max(math.ceil(mx - r - HALF), 0), min(math.floor(mx + r - HALF), width - 1) + 1
-        y0, y1 = max(math.ceil(my - r - HALF), 0), min(math.floor(my + r - HALF), height - 1) + 1
+        x0, x1, y0, y1 = _box(mx, my, radii[g], width, height)
         for py in range(y0, y1):
             dy = (np.float32(py) + HALF) - my
             for px in range(x0, x1):
@@ -67,12 +75,11 @@ def _blend(order, means2d, conics, opacities, radii, features, width, height, ac
 @numba.njit(cache=True, nogil=True)
 def _visit(g, means2d, conics, opacities, radii, width, height, sweep, row, ids):  # pragma: no cover - compiled
     """Each pixel that Gaussian g reaches: sweep 0 counts it in ``row``; sweep 1 writes g at cursor ``row[p]``."""
-    mx, my, r = means2d[g, 0], means2d[g, 1], np.float32(radii[g])
+    mx, my = means2d[g, 0], means2d[g, 1]
     a, b, c, o = conics[g, 0], conics[g, 1], conics[g, 2], opacities[g]
     # alpha >= 1/255 <=> sigma <= log(o * 255): the exact test runs only near that bound
     bound = math.log(max(o / A_MIN, 1e-30)) * (1.0 + 1e-5) + 1e-5
-    x0, x1 = max(math.ceil(mx - r - HALF), 0), min(math.floor(mx + r - HALF), width - 1) + 1
-    y0, y1 = max(math.ceil(my - r - HALF), 0), min(math.floor(my + r - HALF), height - 1) + 1
+    x0, x1, y0, y1 = _box(mx, my, radii[g], width, height)
     for py in range(y0, y1):
         dy = (np.float32(py) + HALF) - my
         for px in range(x0, x1):
