@@ -75,7 +75,6 @@ def train_run(run_dir: Path, params: dict, data: Path, run_name: str) -> float:
 def run_one(run_dir: Path, params: dict, data: Path, run_name: str) -> dict:
     """Train and evaluate one (variant, seed), or reuse its row when it already ran with these params."""
     from eavatar.cli.evaluate import evaluate
-
     from eavatar.cli.train import with_seed_mesh
 
     row_path = run_dir / "row.json"

@@ -41,6 +41,12 @@ def _box(mx, my, radius, width, height):  # pragma: no cover - compiled
     return x0, x1, y0, y1
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sigma(dx, dy, a, b, c):  # pragma: no cover - compiled
+    """Half the Mahalanobis distance of (dx, dy) under the conic (a, b, c), as eavatar.render.cpu._sigma_abc."""
+    return HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+
+
 @numba.njit(cache=True, nogil=True)
 def _blend(order, means2d, conics, opacities, radii, features, width, height, acc, acc_alpha):  # pragma: no cover - compiled
     transmittance = np.ones(width * height, np.float32)
@@ -53,7 +59,7 @@ def _blend(order, means2d, conics, opacities, radii, features, width, height, ac
             dy = (np.float32(py) + HALF) - my
             for px in range(x0, x1):
                 dx = (np.float32(px) + HALF) - mx
-                sigma = HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+                sigma = _sigma(dx, dy, a, b, c)
                 if sigma < 0:
                     continue
                 alpha = o * np.exp(-sigma)
@@ -84,7 +90,7 @@ def _visit(g, means2d, conics, opacities, radii, width, height, sweep, row, ids)
         dy = (np.float32(py) + HALF) - my
         for px in range(x0, x1):
             dx = (np.float32(px) + HALF) - mx
-            sigma = HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+            sigma = _sigma(dx, dy, a, b, c)
             if sigma < 0 or sigma > bound or o * np.exp(-sigma) < A_MIN:
                 continue
             p = py * width + px
@@ -132,7 +138,7 @@ def _forward(start, ids, means2d, conics, opacities, features, width, acc, acc_a
         while k < start[p + 1]:
             g = ids[k]
             dx, dy = pxc - means2d[g, 0], pyc - means2d[g, 1]
-            sigma = HALF * (conics[g, 0] * dx * dx + conics[g, 2] * dy * dy) + conics[g, 1] * dx * dy
+            sigma = _sigma(dx, dy, conics[g, 0], conics[g, 1], conics[g, 2])
             alpha = min(opacities[g] * np.exp(-sigma), A_MAX)
             after = t * (ONE - alpha)
             if after <= T_MIN:
@@ -167,7 +173,7 @@ def _backward(start, ids, used, final_t, means2d, conics, opacities, features, w
                 g = ids[k]
                 dx, dy = pxc - means2d[g, 0], pyc - means2d[g, 1]
                 a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
-                sigma = HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+                sigma = _sigma(dx, dy, a, b, c)
                 falloff = np.exp(-sigma)
                 raw = opacities[g] * falloff
                 alpha = min(raw, A_MAX)
@@ -190,8 +196,8 @@ def _backward(start, ids, used, final_t, means2d, conics, opacities, features, w
                 out[g, 4] += d_sigma * 0.5 * dy * dy
 
 
-def _f32(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().float().numpy())
+def _array(t: Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().to(dtype).numpy())
 
 
 class _CompositeFunction(torch.autograd.Function):
@@ -199,8 +205,8 @@ class _CompositeFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, means2d, conics, opacities, features, order, radii, width, height):
-        dtype = features.dtype if features.dtype == torch.float64 else torch.float32  # float64 for gradcheck
-        m, cn, o, f = (np.ascontiguousarray(t.detach().to(dtype).numpy()) for t in (means2d, conics, opacities, features))
+        ctx.dtype = features.dtype if features.dtype == torch.float64 else torch.float32  # float64 for gradcheck
+        m, cn, o, f = (_array(t, ctx.dtype) for t in (means2d, conics, opacities, features))
         start, ids = _pixel_lists(order.numpy(), m, cn, o, radii.numpy(), width, height, numba.get_num_threads())
         num, D = width * height, f.shape[1]
         acc, acc_alpha = np.zeros((num, D), f.dtype), np.zeros(num, f.dtype)
@@ -213,7 +219,7 @@ class _CompositeFunction(torch.autograd.Function):
     def backward(ctx, d_acc, d_alpha):
         start, ids, used, final_t, m, cn, o, f, width = ctx.kernel_inputs
         grads = np.zeros((numba.get_num_threads(), len(m), 6 + f.shape[1]), f.dtype)
-        d_acc, d_alpha = (np.ascontiguousarray(t.detach().to(torch.from_numpy(f).dtype).numpy()) for t in (d_acc, d_alpha))
+        d_acc, d_alpha = _array(d_acc, ctx.dtype), _array(d_alpha, ctx.dtype)
         _backward(start, ids, used, final_t, m, cn, o, f, width, d_acc, d_alpha, grads)
         g = torch.from_numpy(grads.sum(0))
         return g[:, 0:2], g[:, 2:5], g[:, 5], g[:, 6:], None, None, None, None
@@ -241,6 +247,6 @@ def _composite_view(proj: Projected, opacities: Tensor, features: Tensor, width:
     D = features.shape[-1]
     acc = np.zeros((width * height, D), np.float32)
     acc_alpha = np.zeros(width * height, np.float32)
-    _blend(order.numpy(), _f32(proj.means2d[0]), _f32(proj.conics), _f32(opacities), proj.radii.numpy(), _f32(features), width, height, acc, acc_alpha)
+    _blend(order.numpy(), _array(proj.means2d[0]), _array(proj.conics), _array(opacities), proj.radii.numpy(), _array(features), width, height, acc, acc_alpha)
     out, alpha = torch.from_numpy(acc).to(features.dtype), torch.from_numpy(acc_alpha).to(features.dtype)
     return out.reshape(height, width, D), alpha.reshape(height, width, 1)
