@@ -122,3 +122,39 @@ class FaceTracker:
             blendshapes=np.array([c.score for c in shapes], dtype=np.float64),
             transform=np.asarray(result.facial_transformation_matrixes[0], dtype=np.float64),
         )
+
+
+def landmark_regions() -> dict[str, list[np.ndarray]]:
+    """Landmark indices of the face parts, one array per connected part (left and right apart).
+
+    From MediaPipe's own contour connections (``FaceLandmarksConnections``): ``face`` the face
+    oval, ``mouth`` the lips' contours, ``eyes`` the eye contours, ``brows`` the eyebrows.
+    """
+    from mediapipe.tasks.python.vision import FaceLandmarksConnections as C
+
+    def indices(connections) -> np.ndarray:
+        return np.unique([[c.start, c.end] for c in connections])
+
+    return {
+        "face": [indices(C.FACE_LANDMARKS_FACE_OVAL)],
+        "mouth": [indices(C.FACE_LANDMARKS_LIPS)],
+        "eyes": [indices(C.FACE_LANDMARKS_LEFT_EYE), indices(C.FACE_LANDMARKS_RIGHT_EYE)],
+        "brows": [indices(C.FACE_LANDMARKS_LEFT_EYEBROW), indices(C.FACE_LANDMARKS_RIGHT_EYEBROW)],
+    }
+
+
+def rigid_landmarks(vertices: np.ndarray, faces: np.ndarray, rings: int = 2) -> np.ndarray:
+    """Indices of canonical-face landmarks that expressions barely move: the upper face (above
+    1 cm below the nose tip) less the eyes, brows and lips and ``rings`` of mesh neighbours
+    around them (lids, brow surroundings). What a head pose should be fitted to."""
+    moving = set(np.concatenate([a for name in ("eyes", "brows", "mouth") for a in landmark_regions()[name]]).tolist())
+    neighbours: dict[int, set[int]] = {i: set() for i in range(len(vertices))}
+    for a, b, c in faces:
+        neighbours[a] |= {b, c}
+        neighbours[b] |= {a, c}
+        neighbours[c] |= {a, b}
+    for _ in range(rings):
+        moving |= {j for i in list(moving) for j in neighbours[i]}
+    nose_tip = 1  # MediaPipe's landmark 1
+    upper = vertices[:, 1] > vertices[nose_tip, 1] - 1.0  # cm
+    return np.array([i for i in range(len(vertices)) if upper[i] and i not in moving])

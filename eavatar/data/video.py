@@ -13,6 +13,8 @@
   ellipse and the neck below it: probably foreground; the top corners: background). Offline,
   no model; it separates the person from a plain background, not hair from shoulders. Its
   contour is smoothed and the image's alpha feathered over it (``mask_smoothing``).
+- Region maps: face, mouth, eyes and brows from the landmarks' contours, the rest of the mask
+  as hair (hair, ears, neck), so evaluation scores the mouth and the eyes apart.
 - Frames without a face are dropped and listed in the report; the last ``test_fraction`` of
   the clip (by time) is the test split.
 """
@@ -28,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from eavatar.data.subject import write_transforms
+from eavatar.data.synthetic import REGION_LABELS  # one label convention for every subject (docs/subject-format.md)
 
 MEDIAPIPE_VERTICAL_FOV_DEG = 63.0  # MediaPipe face geometry's default perspective camera
 CM_TO_M = 0.01
@@ -122,6 +125,34 @@ def smooth_poses(transforms: np.ndarray, window: int) -> np.ndarray:  # [T, 4, 4
     return out
 
 
+def fit_head_poses(landmarks: np.ndarray, initial: np.ndarray, vertices: np.ndarray, rigid: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Head poses [T, 4, 4] (camera-from-canonical-face, cm, OpenGL axes) fitted to the rigid landmarks.
+
+    MediaPipe's facial transformation matrix is a 3D Procrustes fit to all landmarks with their
+    estimated depths, so opening the mouth or raising the brows tilts it: on d3 it differs from
+    a fit to the upper face by 6.8 degrees (median), and leaves 2.3 px of frame-to-frame
+    residual on the upper face at 256 px, against 0.8 px here (docs/video.md). Each frame is
+    refined by OpenCV's iterative PnP on ``rigid`` landmarks [478, 3] (normalised image
+    coordinates) of the canonical ``vertices`` [468, 3] cm, from MediaPipe's pose, under the
+    intrinsics MediaPipe assumes.
+    """
+    import cv2
+
+    focal = (height / 2) / np.tan(np.radians(MEDIAPIPE_VERTICAL_FOV_DEG) / 2)
+    camera = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1.0]])
+    gl_to_cv = np.diag([1.0, -1.0, -1.0])
+    points = vertices[rigid].astype(np.float64)
+    poses = initial.astype(np.float64).copy()
+    for t, pose in enumerate(initial.astype(np.float64)):
+        pixels = landmarks[t, rigid, :2] * [width, height]
+        rvec, tvec = cv2.Rodrigues(gl_to_cv @ pose[:3, :3])[0], (gl_to_cv @ pose[:3, 3]).reshape(3, 1)
+        ok, rvec, tvec = cv2.solvePnP(points, pixels, camera, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE)
+        if ok and tvec[2, 0] > 0:  # in front of the camera; else keep MediaPipe's
+            poses[t, :3, :3] = gl_to_cv @ cv2.Rodrigues(rvec)[0]
+            poses[t, :3, 3] = gl_to_cv @ tvec[:, 0]
+    return poses
+
+
 def crop_box(landmarks: np.ndarray, width: int, height: int, scale: float) -> tuple[int, int, int]:
     """(x0, y0, side) of one square box around all frames' landmarks [T, 478, 3], inside the image."""
     xs, ys = landmarks[..., 0] * width, landmarks[..., 1] * height
@@ -173,9 +204,26 @@ def refine_mask(mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]
     return (smooth * 255).astype(np.uint8), np.round(alpha * 255).astype(np.uint8)
 
 
+def face_regions(mask: np.ndarray, landmarks_px: np.ndarray, parts: dict[str, list[np.ndarray]]) -> np.ndarray:
+    """[H, W] uint8 region labels (REGION_LABELS) of one frame from its mask and landmarks [478, 2] px.
+
+    Inside the mask: the face oval is skin, then brows, eyes and mouth (each the convex hull of
+    its contour landmarks, lips taking in the mouth's interior) over it; the rest is hair.
+    """
+    import cv2
+
+    regions = np.where(mask > 127, REGION_LABELS["hair"], REGION_LABELS["background"]).astype(np.uint8)
+    for name, label in (("face", "skin"), ("brows", "brows"), ("eyes", "eyes"), ("mouth", "mouth")):
+        part = np.zeros_like(regions)
+        for indices in parts[name]:
+            cv2.fillConvexPoly(part, cv2.convexHull(np.round(landmarks_px[indices]).astype(np.int32)), 1)
+        regions[(part > 0) & (mask > 127)] = REGION_LABELS[label]
+    return regions
+
+
 def prepare_video(video: str | Path, out: str | Path, cfg: VideoConfig) -> dict:
     """Write the subject folder of ``video`` at ``out`` (atomically) and return the report."""
-    from eavatar.data.face_tracker import find_face_landmarker
+    from eavatar.data.face_tracker import canonical_face_mesh, find_face_landmarker, rigid_landmarks
 
     video, out = Path(video), Path(out)
     model = find_face_landmarker()  # fail before any work when the model is missing
@@ -187,7 +235,9 @@ def prepare_video(video: str | Path, out: str | Path, cfg: VideoConfig) -> dict:
     h, w = frames.shape[1:3]
     landmarks = np.stack([t.landmarks for t in tracks])
     expressions = np.clip(smooth(np.stack([t.blendshapes for t in tracks]), cfg.smoothing), 0.0, 1.0)
-    poses = smooth_poses(np.stack([t.transform for t in tracks]), cfg.smoothing)
+    vertices, faces = canonical_face_mesh(model)
+    poses = fit_head_poses(landmarks, np.stack([t.transform for t in tracks]), vertices, rigid_landmarks(vertices, faces), w, h)
+    poses = smooth_poses(poses, cfg.smoothing)
     poses[:, :3, 3] *= CM_TO_M
     x0, y0, side = crop_box(landmarks, w, h, cfg.crop_scale)
     k = cfg.resolution / side
@@ -254,12 +304,13 @@ def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressi
     import cv2
     import imageio.v3 as iio
 
-    from eavatar.data.face_tracker import canonical_face_mesh
+    from eavatar.data.face_tracker import canonical_face_mesh, landmark_regions
 
     x0, y0, side, k = crop
     focal, cx, cy = intrinsics
     h, w = frames.shape[1:3]
-    for folder in ("images", "masks"):
+    parts = landmark_regions()
+    for folder in ("images", "masks", "regions"):
         (tmp / folder).mkdir(parents=True)
     head_template(*canonical_face_mesh(model)).export(tmp / "template.ply")
     records = []
@@ -270,10 +321,12 @@ def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressi
         stem = f"{n:05d}.png"
         iio.imwrite(tmp / "images" / stem, np.dstack([image, alpha]))  # RGBA: the pipeline composites over its background
         iio.imwrite(tmp / "masks" / stem, mask)
+        iio.imwrite(tmp / "regions" / stem, face_regions(mask, lm_px, parts))
         records.append(
             {
                 "file_path": f"images/{stem}",
                 "fg_mask_path": f"masks/{stem}",
+                "region_path": f"regions/{stem}",
                 "transform_matrix": np.eye(4).tolist(),
                 "timestep_index": n,
                 "camera_index": 0,
@@ -291,6 +344,7 @@ def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressi
         "fl_x": focal, "fl_y": focal, "cx": cx, "cy": cy, "w": cfg.resolution, "h": cfg.resolution,
         "expression_space": {"name": "arkit52", "labels": labels},
         "template_mesh": "template.ply",
+        "region_labels": REGION_LABELS,
         "splits": {"train": {"frames": list(range(len(records) - n_test))}, "test": {"frames": list(range(len(records) - n_test, len(records)))}},
         "source": {"video": str(video), "fps": fps, "config": asdict(cfg), "crop": [x0, y0, side], "tracker": "mediapipe face_landmarker"},
         "frames": records,

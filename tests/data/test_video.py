@@ -148,3 +148,55 @@ def test_refined_mask_has_a_smooth_contour_and_a_feathered_alpha():
     ramp = alpha[32, 44:52]  # across the right edge, between x = 47 and 48
     assert (np.diff(ramp.astype(int)) <= 0).all() and 0 < ramp[3] < 255 and 0 < ramp[4] < 255
     assert refine_mask(jagged, 0)[1] is jagged  # 0: raw GrabCut
+
+
+def test_region_maps_put_mouth_and_eyes_on_their_landmarks(prepared):
+    """Region maps are what evaluation scores the mouth and the eyes on: they must sit on the face."""
+    from eavatar.data.face_tracker import landmark_regions
+    from eavatar.data.synthetic import REGION_LABELS
+
+    out, _ = prepared
+    subject = load_subject(out)
+    assert subject.region_labels == REGION_LABELS
+    meta = json.loads((out / "transforms.json").read_text())
+    parts = landmark_regions()
+    for i, frame in enumerate(meta["frames"]):
+        regions = iio.imread(subject.region_paths[i])
+        mask = iio.imread(out / frame["fg_mask_path"])
+        assert regions.shape == mask.shape and ((regions > 0) == (mask > 127)).all()  # labels exactly on the person
+        lm = np.asarray(frame["landmarks"])
+        for name in ("mouth", "eyes"):
+            for indices in parts[name]:  # the centre of each part's contour lies in that part
+                x, y = np.round(lm[indices].mean(axis=0)).astype(int)
+                assert regions[y, x] == REGION_LABELS[name], (frame["file_path"], name)
+        assert (regions == REGION_LABELS["skin"]).sum() > (regions == REGION_LABELS["mouth"]).sum() > 0
+        assert (regions == REGION_LABELS["hair"]).sum() > 0  # hair, ears and neck around the face
+
+
+def test_head_pose_fit_ignores_expression_and_recovers_the_pose(model):
+    """The pose is fitted to the rigid upper face: moving the lips, lids and brows must not tilt it."""
+    from scipy.spatial.transform import Rotation
+
+    from eavatar.data.face_tracker import landmark_regions, rigid_landmarks
+    from eavatar.data.video import MEDIAPIPE_VERTICAL_FOV_DEG, fit_head_poses
+
+    vertices, faces = canonical_face_mesh(model)
+    rigid = rigid_landmarks(vertices, faces)
+    moving = np.concatenate([a for name in ("eyes", "brows", "mouth") for a in landmark_regions()[name]])
+    assert 60 < len(rigid) < 300 and not set(rigid) & set(moving)
+    width, height = 640, 480
+    truth = np.eye(4)
+    truth[:3, :3] = Rotation.from_euler("xyz", [8, -15, 4], degrees=True).as_matrix()
+    truth[:3, 3] = [2.0, -1.0, -45.0]  # cm, in front of an OpenGL camera
+    p = vertices @ truth[:3, :3].T + truth[:3, 3]
+    focal = (height / 2) / np.tan(np.radians(MEDIAPIPE_VERTICAL_FOV_DEG) / 2)
+    landmarks = np.zeros((1, 478, 3))
+    landmarks[0, :468, 0] = (width / 2 + focal * p[:, 0] / -p[:, 2]) / width
+    landmarks[0, :468, 1] = (height / 2 - focal * p[:, 1] / -p[:, 2]) / height
+    landmarks[0, moving, 1] += 0.05  # an expression: lips, lids and brows 24 px down
+    start = truth.copy()
+    start[:3, :3] = Rotation.from_euler("xyz", [3, 2, -2], degrees=True).as_matrix() @ truth[:3, :3]
+    start[:3, 3] += [0.5, 0.5, 2.0]
+    fitted = fit_head_poses(landmarks, start[None], vertices, rigid, width, height)[0]
+    angle = np.degrees(Rotation.from_matrix(fitted[:3, :3] @ truth[:3, :3].T).magnitude())
+    assert angle < 0.05 and np.abs(fitted[:3, 3] - truth[:3, 3]).max() < 0.01
