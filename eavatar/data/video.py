@@ -10,7 +10,7 @@
 - Crop: one square box for the whole clip around the union of the face landmarks, enlarged
   by ``crop_scale`` to take in hair and neck, so the camera is the same in every frame.
 - Masks: OpenCV GrabCut per frame, seeded from the landmarks (face hull: foreground; a head
-  ellipse and the neck below it: probably foreground; the top corners: background). Offline,
+  ellipse and the neck below it: probably foreground; the top corners and the sides above the chin: background). Offline,
   no model; it separates the person from a plain background, not hair from shoulders. Its
   contour is smoothed and the image's alpha feathered over it (``mask_smoothing``).
 - Region maps: face, mouth, eyes and brows from the landmarks' contours, the rest of the mask
@@ -32,6 +32,7 @@ import numpy as np
 from eavatar.data.subject import write_transforms
 from eavatar.data.synthetic import REGION_LABELS  # one label convention for every subject (docs/subject-format.md)
 
+CHIN = 152  # MediaPipe's landmark at the bottom of the chin
 MEDIAPIPE_VERTICAL_FOV_DEG = 63.0  # MediaPipe face geometry's default perspective camera
 CM_TO_M = 0.01
 
@@ -164,7 +165,12 @@ def crop_box(landmarks: np.ndarray, width: int, height: int, scale: float) -> tu
 
 
 def grabcut_mask(rgb: np.ndarray, landmarks_px: np.ndarray, iterations: int) -> np.ndarray:
-    """[H, W] uint8 {0, 255} person mask of one frame, GrabCut seeded from the face landmarks [478, 2] px."""
+    """[H, W] uint8 {0, 255} person mask of one frame, GrabCut seeded from the face landmarks [478, 2] px.
+
+    Background seeds are the top corners and thin strips down both sides to the chin: with the
+    corners alone GrabCut took a lighter patch of wall beside the head into the person in 21
+    of d3's frames (and dropped most of the hair in two of them).
+    """
     import cv2
 
     h, w = rgb.shape[:2]
@@ -174,8 +180,9 @@ def grabcut_mask(rgb: np.ndarray, landmarks_px: np.ndarray, iterations: int) -> 
     cv2.ellipse(seed, (int(fx), int(fy - 0.1 * fh)), (int(0.75 * fw), int(0.8 * fh)), 0, 0, 360, cv2.GC_PR_FGD, -1)  # head and hair
     cv2.rectangle(seed, (int(fx - 0.35 * fw), int(fy)), (int(fx + 0.35 * fw), h), cv2.GC_PR_FGD, -1)  # neck
     cv2.fillConvexPoly(seed, hull, cv2.GC_FGD)
-    corner = max(h // 12, 2)
+    corner, strip, chin = max(h // 12, 2), max(w // 64, 2), int(np.clip(landmarks_px[CHIN, 1], 0, h))
     seed[:corner, :corner] = seed[:corner, -corner:] = cv2.GC_BGD
+    seed[:chin, :strip] = seed[:chin, -strip:] = cv2.GC_BGD  # the sides above the chin: wall, not hair
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.grabCut(np.ascontiguousarray(rgb[..., ::-1]), seed, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     person = np.isin(seed, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)

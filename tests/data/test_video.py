@@ -200,3 +200,21 @@ def test_head_pose_fit_ignores_expression_and_recovers_the_pose(model):
     fitted = fit_head_poses(landmarks, start[None], vertices, rigid, width, height)[0]
     angle = np.degrees(Rotation.from_matrix(fitted[:3, :3] @ truth[:3, :3].T).magnitude())
     assert angle < 0.05 and np.abs(fitted[:3, 3] - truth[:3, 3]).max() < 0.01
+
+
+def test_masks_keep_the_wall_beside_the_head_out(model, tmp_path):
+    """d3 turns her head at frames 258-280 (10 fps here: every third frame) and a lighter patch
+    of wall appears beside it, which GrabCut seeded only by the top corners took in: no mask
+    may reach the side edges above the chin."""
+    from eavatar.data.video import CHIN
+
+    video = shared_path("data", "videos", "liveportrait_d3.mp4")
+    out = tmp_path / "d3"
+    prepare_video(video, out, VideoConfig(resolution=128, every=3, max_frames=95, smoothing=1))
+    meta = json.loads((out / "transforms.json").read_text())
+    turned = [f for f in meta["frames"] if 258 <= f["video_frame"] <= 280]
+    assert len(turned) == 8
+    for frame in turned:
+        mask = iio.imread(out / frame["fg_mask_path"]) > 127
+        chin = int(frame["landmarks"][CHIN][1])
+        assert not mask[:chin, [0, -1]].any(), frame["video_frame"]
