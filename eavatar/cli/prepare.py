@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(str(err)) from None
     if report["dropped_no_face"]:
         print(f"warning: {len(report['dropped_no_face'])} frames had no face and were dropped: {report['dropped_no_face'][:20]}")
+    if report["dropped_bad_mask"]:
+        print(f"warning: {len(report['dropped_bad_mask'])} frames had a broken mask (area off its running median) and were dropped: {report['dropped_bad_mask'][:20]}")
     print(json.dumps(report, indent=1))
     print(f"subject written to {args.out} ({report['frames_kept']} frames, {report['frames_per_second']:.1f} frames/s)")
     return 0

@@ -61,12 +61,14 @@ class VideoConfig:
     """GrabCut refinement iterations per frame."""
     mask_smoothing: float = 1.5
     """Sigma (px) that smooths GrabCut's jagged contour and feathers the alpha over about that width; 0: raw GrabCut."""
+    mask_area_tolerance: float = 0.07
+    """Drop a frame whose mask area differs by more than this (relative) from the running median over 31 frames; 0: keep all."""
 
     def __post_init__(self) -> None:
         if self.resolution < 16 or self.every < 1 or self.max_frames < 0 or self.crop_scale <= 0:
             raise ValueError(f"prepare: resolution >= 16, every >= 1, max_frames >= 0, crop_scale > 0 (got {asdict(self)})")
-        if not 0 < self.test_fraction < 1 or self.smoothing < 1 or self.smoothing % 2 == 0 or self.mask_smoothing < 0:
-            raise ValueError(f"prepare: test_fraction in (0, 1), an odd smoothing >= 1 and mask_smoothing >= 0 (got {asdict(self)})")
+        if not 0 < self.test_fraction < 1 or self.smoothing < 1 or self.smoothing % 2 == 0 or self.mask_smoothing < 0 or self.mask_area_tolerance < 0:
+            raise ValueError(f"prepare: test_fraction in (0, 1), an odd smoothing >= 1, mask_smoothing >= 0 and mask_area_tolerance >= 0 (got {asdict(self)})")
 
 
 def read_frames(path: Path, cfg: VideoConfig) -> tuple[np.ndarray, float]:
@@ -255,13 +257,14 @@ def prepare_video(video: str | Path, out: str | Path, cfg: VideoConfig) -> dict:
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        write_subject(tmp, video, frames, kept, tracks, labels, expressions, poses, (x0, y0, side, k), (focal, cx, cy), fps, model, cfg)
+        bad_masks = write_subject(tmp, video, frames, kept, tracks, labels, expressions, poses, (x0, y0, side, k), (focal, cx, cy), fps, model, cfg)
         seconds = time.perf_counter() - start
         report = {
             "video": str(video),
             "frames_read": int(len(frames)),
-            "frames_kept": len(kept),
+            "frames_kept": len(kept) - len(bad_masks),
             "dropped_no_face": [int(i * cfg.every) for i in dropped],
+            "dropped_bad_mask": bad_masks,
             "seconds": seconds,
             "frames_per_second": len(frames) / seconds,
         }
@@ -306,8 +309,25 @@ def head_template(face_vertices: np.ndarray, face_faces: np.ndarray):  # cm -> t
     return mesh
 
 
-def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressions, poses, crop, intrinsics, fps: float, model: Path, cfg: VideoConfig) -> None:
-    """The subject folder's files under ``tmp``: cropped RGBA frames, masks, template, transforms.json."""
+def mask_outliers(areas: np.ndarray, tolerance: float, window: int = 31) -> np.ndarray:  # [T] -> [T] bool
+    """Frames whose mask area leaves the running median of ``window`` frames by more than
+    ``tolerance`` (relative): where GrabCut dropped part of the hair or took in some wall. A head
+    does not change its area by that much within a second; on d3 these are the failures seen,
+    on d10 there are none."""
+    from scipy.ndimage import median_filter
+
+    if tolerance <= 0:
+        return np.zeros(len(areas), dtype=bool)
+    reference = median_filter(areas, size=min(window, len(areas)), mode="nearest")
+    return np.abs(areas / reference - 1.0) > tolerance
+
+
+def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressions, poses, crop, intrinsics, fps: float, model: Path, cfg: VideoConfig) -> list[int]:
+    """The subject folder's files under ``tmp``: cropped RGBA frames, masks, region maps, template,
+    transforms.json. Returns the video frames dropped for their masks (``mask_outliers``).
+
+    The split is by time over every tracked frame; a dropped frame leaves a gap in the timesteps.
+    """
     import cv2
     import imageio.v3 as iio
 
@@ -320,15 +340,22 @@ def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressi
     for folder in ("images", "masks", "regions"):
         (tmp / folder).mkdir(parents=True)
     head_template(*canonical_face_mesh(model)).export(tmp / "template.ply")
-    records = []
-    for n, (i, track) in enumerate(zip(kept, tracks)):
+    crops = []
+    for i, track in zip(kept, tracks):
         image = cv2.resize(frames[i, y0 : y0 + side, x0 : x0 + side], (cfg.resolution, cfg.resolution), interpolation=cv2.INTER_AREA)
         lm_px = np.stack([(track.landmarks[:, 0] * w - x0) * k, (track.landmarks[:, 1] * h - y0) * k], axis=1)
-        mask, alpha = refine_mask(grabcut_mask(image, lm_px, cfg.grabcut_iterations), cfg.mask_smoothing)
+        crops.append((image, lm_px, *refine_mask(grabcut_mask(image, lm_px, cfg.grabcut_iterations), cfg.mask_smoothing)))
+    outliers = mask_outliers(np.array([(mask > 127).mean() for _, _, mask, _ in crops]), cfg.mask_area_tolerance)
+    n_train = len(crops) - max(1, int(round(cfg.test_fraction * len(crops))))
+    records, splits = [], {"train": [], "test": []}
+    for n, (i, (image, lm_px, mask, alpha)) in enumerate(zip(kept, crops)):
+        if outliers[n]:
+            continue
         stem = f"{n:05d}.png"
         iio.imwrite(tmp / "images" / stem, np.dstack([image, alpha]))  # RGBA: the pipeline composites over its background
         iio.imwrite(tmp / "masks" / stem, mask)
         iio.imwrite(tmp / "regions" / stem, face_regions(mask, lm_px, parts))
+        splits["train" if n < n_train else "test"].append(len(records))
         records.append(
             {
                 "file_path": f"images/{stem}",
@@ -344,7 +371,8 @@ def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressi
                 "video_frame": int(i * cfg.every),
             }
         )
-    n_test = max(1, int(round(cfg.test_fraction * len(records))))
+    if not splits["train"] or not splits["test"]:
+        raise VideoError(f"{video}: after dropping {int(outliers.sum())} frames with broken masks, the train or the test split is empty")
     transforms = {
         "format_version": 1,
         "subject": video.stem,
@@ -352,8 +380,9 @@ def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressi
         "expression_space": {"name": "arkit52", "labels": labels},
         "template_mesh": "template.ply",
         "region_labels": REGION_LABELS,
-        "splits": {"train": {"frames": list(range(len(records) - n_test))}, "test": {"frames": list(range(len(records) - n_test, len(records)))}},
+        "splits": {name: {"frames": frames_} for name, frames_ in splits.items()},
         "source": {"video": str(video), "fps": fps, "config": asdict(cfg), "crop": [x0, y0, side], "tracker": "mediapipe face_landmarker"},
         "frames": records,
     }  # fmt: skip
     write_transforms(tmp, transforms)
+    return [int(i * cfg.every) for n, i in enumerate(kept) if outliers[n]]
