@@ -1,0 +1,78 @@
+"""The figures of docs/video.md from the video pipeline's outputs (run after `dvc repro video/dvc.yaml`).
+
+    python scripts/video_figures.py --names d3 d10
+
+docs/images/video_masks.png: per clip, three training frames, each as the crop with the mask's
+outline in red | the region map over it | composited over white (what training sees).
+docs/images/video_results.png: per clip, the first, middle and last of the evaluation's test
+samples (ground truth | render).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+
+REGION_COLOURS = np.array([[0, 0, 0], [240, 190, 160], [220, 30, 30], [40, 60, 230], [30, 170, 30], [120, 80, 40]], np.uint8)
+GAP = 6  # px of black between panels
+
+
+def mask_panels(subject: Path, frame: dict) -> np.ndarray:
+    rgba = iio.imread(subject / frame["file_path"])
+    rgb, alpha = rgba[..., :3].copy(), rgba[..., 3:].astype(np.float32) / 255
+    mask = iio.imread(subject / frame["fg_mask_path"])
+    contours, _ = cv2.findContours((mask > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    outlined = cv2.drawContours(rgb.copy(), contours, -1, (255, 0, 0), 1)
+    regions = iio.imread(subject / frame["region_path"])
+    overlay = np.where(regions[..., None] > 0, 0.45 * rgb + 0.55 * REGION_COLOURS[regions], rgb).astype(np.uint8)
+    composite = (rgb * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    return hstack([outlined, overlay, composite], gap=2)
+
+
+def hstack(images: list[np.ndarray], gap: int = GAP) -> np.ndarray:
+    h = images[0].shape[0]
+    out = [images[0]]
+    for image in images[1:]:
+        out += [np.zeros((h, gap, 3), np.uint8), image]
+    return np.concatenate(out, axis=1)
+
+
+def vstack(rows: list[np.ndarray]) -> np.ndarray:
+    w = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows]
+    out = [rows[0]]
+    for row in rows[1:]:
+        out += [np.zeros((GAP, w, 3), np.uint8), row]
+    return np.concatenate(out, axis=0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--names", nargs="+", default=["d3", "d10"], help="clips of params.yaml `videos`")
+    p.add_argument("--out", type=Path, default=Path("docs/images"))
+    args = p.parse_args()
+    mask_rows, result_rows = [], []
+    for name in args.names:
+        subject = Path("data/video") / name
+        meta = json.loads((subject / "transforms.json").read_text())
+        train = meta["splits"]["train"]["frames"]
+        picks = [meta["frames"][train[k]] for k in np.linspace(0, len(train) - 1, 3).round().astype(int)]
+        mask_rows.append(hstack([mask_panels(subject, f) for f in picks]))
+        samples = sorted((Path("artifacts/video") / name / "eval").glob("sample_*.png"))
+        if not samples:
+            raise SystemExit(f"artifacts/video/{name}/eval: no sample_*.png; run `dvc repro video/dvc.yaml` first")
+        chosen = [samples[0], samples[len(samples) // 2], samples[-1]]
+        result_rows.append(hstack([iio.imread(s)[..., :3] for s in chosen]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(args.out / "video_masks.png", vstack(mask_rows))
+    iio.imwrite(args.out / "video_results.png", vstack(result_rows))
+    print(f"wrote {args.out / 'video_masks.png'} and {args.out / 'video_results.png'}")
+
+
+if __name__ == "__main__":
+    main()
