@@ -58,10 +58,25 @@ def build_config(params: dict[str, Any], data: Path, out: Path, where: str):
     return cfg
 
 
+#: Subpackages whose source decides what a training run computes (the model, the rasteriser, the trainer).
+TRAINING_CODE = ("avatar", "render", "ns")
+
+
+def training_code_hash(root: Path = Path(__file__).resolve().parents[1]) -> str:
+    """sha256 over the Python sources of ``TRAINING_CODE`` under the package ``root``: after a
+    change to the model, a re-run must train again, not resume a finished run of the old code."""
+    digest = hashlib.sha256()
+    for package in TRAINING_CODE:
+        for source in sorted((root / package).rglob("*.py")):
+            digest.update(source.relative_to(root).as_posix().encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(params: dict[str, Any], data: Path) -> str:
-    """What must match for a checkpoint to be resumed: the training params and the subject."""
+    """What must match for a checkpoint to be resumed: the training params, the subject and the
+    training code."""
     transforms = data / "transforms.json" if data.is_dir() else data
-    blob = json.dumps(params, sort_keys=True) + hashlib.sha256(transforms.read_bytes()).hexdigest()
+    blob = json.dumps(params, sort_keys=True) + hashlib.sha256(transforms.read_bytes()).hexdigest() + training_code_hash()
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -86,7 +101,7 @@ def prepare_resume(cfg, params: dict[str, Any], data: Path) -> int:
     stamp = base / "params_fingerprint.txt"
     fp = fingerprint(params, data)
     if base.exists() and (not stamp.is_file() or stamp.read_text() != fp):
-        print(f"training params or data changed since {base} was written: starting over")
+        print(f"training params, data or code changed since {base} was written: starting over")
         shutil.rmtree(base)
     base.mkdir(parents=True, exist_ok=True)
     stamp.write_text(fp)

@@ -81,3 +81,25 @@ def test_seed_mesh_is_fingerprinted_and_a_missing_one_named(tmp_path):
     assert with_seed_mesh({"max_steps": 1}, "", "x") == {"max_steps": 1}
     with pytest.raises(SystemExit, match=r"params\.yaml:train\.model\.init_mesh: .*none\.ply: file not found.*eavatar geometry"):
         with_seed_mesh({}, str(tmp_path / "none.ply"), "params.yaml:train.model.init_mesh")
+
+
+def test_training_code_is_part_of_the_resume_fingerprint(tmp_path, monkeypatch):
+    """A changed model or rasteriser must train again, not resume the old code's finished run."""
+    import eavatar.cli.train as train
+
+    for package in train.TRAINING_CODE:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "m.py").write_text("x = 1\n")
+    (tmp_path / "cli.py").write_text("not training code\n")
+    first = train.training_code_hash(tmp_path)
+    (tmp_path / "cli.py").write_text("changed\n")
+    assert train.training_code_hash(tmp_path) == first
+    (tmp_path / "render" / "m.py").write_text("x = 2\n")
+    changed = train.training_code_hash(tmp_path)
+    assert changed != first
+    data = tmp_path / "transforms.json"
+    data.write_text("{}")
+    monkeypatch.setattr(train, "training_code_hash", lambda: first)
+    before = train.fingerprint({"max_steps": 1}, data)
+    monkeypatch.setattr(train, "training_code_hash", lambda: changed)
+    assert train.fingerprint({"max_steps": 1}, data) != before
