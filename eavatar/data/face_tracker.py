@@ -147,12 +147,10 @@ def rigid_landmarks(vertices: np.ndarray, faces: np.ndarray, rings: int = 2) -> 
     """Indices of canonical-face landmarks that expressions barely move: the upper face (above
     1 cm below the nose tip) less the eyes, brows and lips and ``rings`` of mesh neighbours
     around them (lids, brow surroundings). What a head pose should be fitted to."""
+    import trimesh
+
     moving = set(np.concatenate([a for name in ("eyes", "brows", "mouth") for a in landmark_regions()[name]]).tolist())
-    neighbours: dict[int, set[int]] = {i: set() for i in range(len(vertices))}
-    for a, b, c in faces:
-        neighbours[a] |= {b, c}
-        neighbours[b] |= {a, c}
-        neighbours[c] |= {a, b}
+    neighbours = trimesh.Trimesh(vertices, faces, process=False).vertex_neighbors
     for _ in range(rings):
         moving |= {j for i in list(moving) for j in neighbours[i]}
     nose_tip = 1  # MediaPipe's landmark 1

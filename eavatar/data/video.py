@@ -128,6 +128,11 @@ def smooth_poses(transforms: np.ndarray, window: int) -> np.ndarray:  # [T, 4, 4
     return out
 
 
+def mediapipe_focal(height: int) -> float:
+    """Focal length (px) of the pinhole camera MediaPipe solves the head pose under, for an image ``height`` px tall."""
+    return (height / 2) / np.tan(np.radians(MEDIAPIPE_VERTICAL_FOV_DEG) / 2)
+
+
 def fit_head_poses(landmarks: np.ndarray, initial: np.ndarray, vertices: np.ndarray, rigid: np.ndarray, width: int, height: int) -> np.ndarray:
     """Head poses [T, 4, 4] (camera-from-canonical-face, cm, OpenGL axes) fitted to the rigid landmarks.
 
@@ -141,7 +146,7 @@ def fit_head_poses(landmarks: np.ndarray, initial: np.ndarray, vertices: np.ndar
     """
     import cv2
 
-    focal = (height / 2) / np.tan(np.radians(MEDIAPIPE_VERTICAL_FOV_DEG) / 2)
+    focal = mediapipe_focal(height)
     camera = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1.0]])
     gl_to_cv = np.diag([1.0, -1.0, -1.0])
     points = vertices[rigid].astype(np.float64)
@@ -250,14 +255,14 @@ def prepare_video(video: str | Path, out: str | Path, cfg: VideoConfig) -> dict:
     poses[:, :3, 3] *= CM_TO_M
     x0, y0, side = crop_box(landmarks, w, h, cfg.crop_scale)
     k = cfg.resolution / side
-    focal = (h / 2) / np.tan(np.radians(MEDIAPIPE_VERTICAL_FOV_DEG) / 2) * k
+    focal = mediapipe_focal(h) * k
     cx, cy = (w / 2 - x0) * k, (h / 2 - y0) * k
 
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        bad_masks = write_subject(tmp, video, frames, kept, tracks, labels, expressions, poses, (x0, y0, side, k), (focal, cx, cy), fps, model, cfg)
+        bad_masks = write_subject(tmp, video, frames, kept, tracks, labels, expressions, poses, (x0, y0, side, k), (focal, cx, cy), fps, (vertices, faces), cfg)
         seconds = time.perf_counter() - start
         report = {
             "video": str(video),
@@ -322,16 +327,17 @@ def mask_outliers(areas: np.ndarray, tolerance: float, window: int = 31) -> np.n
     return np.abs(areas / reference - 1.0) > tolerance
 
 
-def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressions, poses, crop, intrinsics, fps: float, model: Path, cfg: VideoConfig) -> list[int]:
+def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressions, poses, crop, intrinsics, fps: float, face_mesh: tuple[np.ndarray, np.ndarray], cfg: VideoConfig) -> list[int]:
     """The subject folder's files under ``tmp``: cropped RGBA frames, masks, region maps, template,
-    transforms.json. Returns the video frames dropped for their masks (``mask_outliers``).
+    transforms.json (``face_mesh``: the bundle's canonical face, cm). Returns the video frames
+    dropped for their masks (``mask_outliers``).
 
     The split is by time over every tracked frame; a dropped frame leaves a gap in the timesteps.
     """
     import cv2
     import imageio.v3 as iio
 
-    from eavatar.data.face_tracker import canonical_face_mesh, landmark_regions
+    from eavatar.data.face_tracker import landmark_regions
 
     x0, y0, side, k = crop
     focal, cx, cy = intrinsics
@@ -339,7 +345,7 @@ def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressi
     parts = landmark_regions()
     for folder in ("images", "masks", "regions"):
         (tmp / folder).mkdir(parents=True)
-    head_template(*canonical_face_mesh(model)).export(tmp / "template.ply")
+    head_template(*face_mesh).export(tmp / "template.ply")
     crops = []
     for i, track in zip(kept, tracks):
         image = cv2.resize(frames[i, y0 : y0 + side, x0 : x0 + side], (cfg.resolution, cfg.resolution), interpolation=cv2.INTER_AREA)
