@@ -31,13 +31,13 @@ def measure(avatar_path: Path, data: Path, repeats: int) -> dict:
     """In this process: median step time and peak-RSS growth of the avatar's training step."""
     from eavatar.avatar.checkpoint import load_avatar
     from eavatar.data.subject import load_subject
-    from eavatar.drive import frame_controls, load_rgb, subject_camera
+    from eavatar.data.frames import frame_camera, frame_controls, load_ground_truth
 
     avatar, info = load_avatar(avatar_path, "cpu")
     subject = load_subject(data)
     background = torch.tensor(info.background)
     frames = subject.split("test")[:: max(len(subject.split("test")) // repeats, 1)][:repeats]
-    inputs = [(subject_camera(subject, int(i)), *frame_controls(subject, int(i)), load_rgb(subject.image_paths[int(i)])) for i in frames]
+    inputs = [(frame_camera(subject, int(i)), *frame_controls(subject, int(i)), load_ground_truth(subject, int(i), background)) for i in frames]
 
     def step(camera, expression, pose, gt) -> int:
         avatar.zero_grad(set_to_none=True)
@@ -69,7 +69,7 @@ def split_time(avatar_path: Path, data: Path, tau_split: float) -> dict:
     from eavatar.avatar.checkpoint import load_avatar
     from eavatar.avatar.densify import split_in_place
     from eavatar.data.subject import load_subject
-    from eavatar.drive import frame_controls
+    from eavatar.data.frames import frame_controls
 
     avatar, _ = load_avatar(avatar_path, "cpu")
     subject = load_subject(data)
@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("artifacts/ablation"), help="the ablation's output folder")
     ap.add_argument("--data", type=Path, default=Path("data/synthetic"))
     ap.add_argument("--repeats", type=int, default=15, help="test frames timed per variant")
-    ap.add_argument("--tau-split", type=float, default=0.033, help="params.yaml train.model.densify.tau_split")
+    ap.add_argument("--tau-split", type=float, default=0.033, help="params.yaml train.pipeline.model.densify.tau_split")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/control_cost.json"))
     ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # internal: measure one avatar in this process
     args = ap.parse_args()

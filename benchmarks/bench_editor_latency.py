@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eavatar.editor import ExpressionEditor, build_widget, head_pose_matrix, png_bytes, torch_threads
-from eavatar.fallback import avatar_or_untrained, subject_or_small
+from eavatar.ui.editor import ExpressionEditor, build_widget, head_pose_matrix, png_bytes, torch_threads
+from eavatar.ui.quickstart import avatar_or_untrained, subject_or_small
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -61,7 +61,7 @@ def slider_moves(editor: ExpressionEditor, moves: int) -> dict[str, dict]:
 
 
 def stages(editor: ExpressionEditor, repeats: int) -> dict[str, dict]:
-    from eavatar.drive import orbit_camera
+    from eavatar.avatar.drive import orbit_camera
 
     avatar, s = editor.avatar, editor.state
     pose = head_pose_matrix(editor.reference, s.yaw, s.pitch)

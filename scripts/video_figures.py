@@ -18,19 +18,20 @@ import cv2
 import imageio.v3 as iio
 import numpy as np
 
+from eavatar.data.frames import read_ground_truth, to_uint8
+
 REGION_COLOURS = np.array([[0, 0, 0], [240, 190, 160], [220, 30, 30], [40, 60, 230], [30, 170, 30], [120, 80, 40]], np.uint8)
 GAP = 6  # px of black between panels
 
 
 def mask_panels(subject: Path, frame: dict) -> np.ndarray:
-    rgba = iio.imread(subject / frame["file_path"])
-    rgb, alpha = rgba[..., :3].copy(), rgba[..., 3:].astype(np.float32) / 255
+    rgb = iio.imread(subject / frame["file_path"])[..., :3].copy()
     mask = iio.imread(subject / frame["fg_mask_path"])
     contours, _ = cv2.findContours((mask > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     outlined = cv2.drawContours(rgb.copy(), contours, -1, (255, 0, 0), 1)
     regions = iio.imread(subject / frame["region_path"])
     overlay = np.where(regions[..., None] > 0, 0.45 * rgb + 0.55 * REGION_COLOURS[regions], rgb).astype(np.uint8)
-    composite = (rgb * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    composite = to_uint8(read_ground_truth(subject / frame["file_path"], None, subject / frame["fg_mask_path"]))
     return hstack([outlined, overlay, composite], gap=2)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eavatar.cli.params import apply_overrides, load_params
+from eavatar.config import apply_overrides, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,26 +25,15 @@ def test_dvc_yaml_is_valid_and_lists_the_stages():
 
 
 def test_params_yaml_sections_are_accepted_by_their_stages():
-    from eavatar.cli.render import expression_from_names
-    from eavatar.cli.train import build_config
+    from eavatar.pipeline.render import expression_from_names
     from eavatar.data.synthetic import EXPRESSION_LABELS, SyntheticConfig
 
     params = ROOT / "params.yaml"
     apply_overrides(SyntheticConfig(), load_params(params, "synthetic"), "synthetic")
-    cfg = build_config(load_params(params, "train"), Path("data/synthetic"), Path("artifacts/train"), "train")
-    assert cfg.max_num_iterations == load_params(params, "train")["max_steps"]
     expression_from_names(load_params(params, "render")["orbit_expression"], list(EXPRESSION_LABELS), "render.orbit_expression")
 
 
-def test_unknown_train_parameter_is_named():
-    from eavatar.cli.train import build_config
-
-    with pytest.raises(SystemExit, match="train.bogus"):
-        build_config({"bogus": 1}, Path("d"), Path("o"), "train")
-
-
 def test_video_pipeline_has_one_chain_per_clip_and_its_sections_are_accepted():
-    from eavatar.cli.train import build_config
     from eavatar.data.video import VideoConfig
 
     params = ROOT / "params.yaml"
@@ -55,4 +44,4 @@ def test_video_pipeline_has_one_chain_per_clip_and_its_sections_are_accepted():
         for stage in ("prepare", "train", "evaluate", "render"):
             assert f"video/dvc.yaml:{stage}@{name} " in out.stdout
     apply_overrides(VideoConfig(), load_params(params, "prepare"), "prepare")
-    build_config(load_params(params, "train_video"), Path("data/video/d3"), Path("artifacts/video/d3/train"), "train_video")
+    # train_video: tests/pipeline/test_train.py

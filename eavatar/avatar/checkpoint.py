@@ -15,6 +15,7 @@ from eavatar.avatar.control import SparseControlConfig
 from eavatar.avatar.gaussians import CanonicalGaussians, GaussianInitConfig
 from eavatar.avatar.generator import GeneratorConfig
 from eavatar.avatar.model import AvatarConfig, HeadAvatar
+from eavatar.errors import CheckpointError, CheckpointMissing
 
 FORMAT = "eavatar-avatar/1"
 
@@ -48,22 +49,46 @@ def save_avatar(path: str | Path, avatar: HeadAvatar, info: AvatarInfo) -> Path:
     return path
 
 
+RETRAIN = "re-run `eavatar train` (or `dvc repro train`) to write it again"
+
+
 def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[HeadAvatar, AvatarInfo]:
-    """Rebuild a HeadAvatar from ``avatar.pt``; errors name the file and what is wrong."""
+    """Rebuild a HeadAvatar from ``avatar.pt``; errors name the file, what is wrong and the fix.
+
+    Raises:
+        CheckpointMissing: ``path`` does not exist (a ``FileNotFoundError``).
+        CheckpointError: ``path`` is truncated, not a torch file, or not an eavatar avatar.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: avatar checkpoint not found (train first: `dvc repro train` or `ns-train eavatar`)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: format is {payload.get('format')!r}, expected {FORMAT!r}")
-    cfg_dict = payload["config"]
-    cfg = AvatarConfig(
-        init=GaussianInitConfig(**cfg_dict["init"]),
-        generator=GeneratorConfig(**cfg_dict["generator"]),
-        control=SparseControlConfig(**cfg_dict.get("control", {})),
-    )
-    state = payload["state_dict"]
-    canonical = CanonicalGaussians.empty_like_state(state, prefix="canonical.params.")
-    avatar = HeadAvatar(canonical, payload["d_exp"], cfg, state["center"], float(state["radius"]))
-    avatar.load_state_dict(state)
-    return avatar.to(device).eval(), AvatarInfo(**payload["info"])
+        raise CheckpointMissing(f"{path}: avatar checkpoint not found (train first: `eavatar train`, `dvc repro train` or `ns-train eavatar`)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated zip, garbage bytes, foreign pickle: all one answer
+        raise CheckpointError(f"{path}: not a readable avatar checkpoint, truncated or corrupt ({type(err).__name__}: {_first_line(err)}); {RETRAIN}") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{path}: format is {found!r}, expected {FORMAT!r} (not an eavatar avatar.pt); {RETRAIN}")
+    try:
+        cfg_dict = payload["config"]
+        cfg = AvatarConfig(
+            init=GaussianInitConfig(**cfg_dict["init"]),
+            generator=GeneratorConfig(**cfg_dict["generator"]),
+            control=SparseControlConfig(**cfg_dict.get("control", {})),
+        )
+        state = payload["state_dict"]
+        canonical = CanonicalGaussians.empty_like_state(state, prefix="canonical.params.")
+        avatar = HeadAvatar(canonical, payload["d_exp"], cfg, state["center"], float(state["radius"]))
+        avatar.load_state_dict(state)
+        info = AvatarInfo(**payload["info"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        # written by another version of the code (renamed field, changed shape)
+        raise CheckpointError(f"{path}: does not match this version of eavatar ({type(err).__name__}: {_first_line(err)}); {RETRAIN}") from err
+    return avatar.to(device).eval(), info
+
+
+def _first_line(err: BaseException, limit: int = 120) -> str:
+    """The first sentence of an error, shortened: torch's own advice (``weights_only=False``) must not read as the fix."""
+    lines = str(err).strip().splitlines()
+    text = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -34,13 +34,13 @@ class DensifyConfig:
     """Scale, relative to the head radius, above which a Gaussian is removed."""
     refine_start: int = 500
     """First step that grows or prunes."""
-    refine_stop: int = 15_000
+    refine_stop: int = 2_500
     """Last step that grows or prunes."""
     refine_every: int = 100
     """Steps between refinements."""
     reset_every: int = 3000
     """Steps between opacity resets."""
-    max_gaussians: int = 40_000
+    max_gaussians: int = 12_000
     """No growth beyond this many Gaussians (bounds the CPU step time)."""
     deformation_split: bool = False
     """EAvatar's deformation-aware splitting: split Gaussians that move with expressions."""
@@ -52,7 +52,7 @@ class DensifyConfig:
 class CappedStrategy(DefaultStrategy):
     """gsplat's DefaultStrategy that stops growing at ``max_gaussians``."""
 
-    max_gaussians: int = 40_000
+    max_gaussians: int = 12_000
 
     def _grow_gs(self, params, optimizers, state, step):
         if len(params["means"]) >= self.max_gaussians:

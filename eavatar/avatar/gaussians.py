@@ -20,7 +20,7 @@ PARAM_NAMES = ("means", "features", "quats", "scales", "opacities")
 class GaussianInitConfig:
     """How the canonical Gaussians are seeded from a mesh."""
 
-    num_points: int = 12_000
+    num_points: int = 6_000
     """Gaussians sampled on the template surface (area-weighted)."""
     feature_dim: int = 32
     """Length of the per-Gaussian feature F0 that the colour heads decode (paper: open)."""
@@ -99,8 +99,3 @@ class CanonicalGaussians(nn.Module):
     def __len__(self) -> int:
         return self.params["means"].shape[0]
 
-    @property
-    def extent(self) -> float:
-        """Radius of the head (max distance of a centre from the centroid), in world units."""
-        means = self.params["means"].detach()
-        return float((means - means.mean(0)).norm(dim=-1).max())

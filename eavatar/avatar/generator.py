@@ -29,7 +29,7 @@ ATTRIBUTE_SIZES = {"color": 3, "quats": 4, "scales": 3, "opacities": 1}
 class GeneratorConfig:
     """Sizes of the expression and pose MLPs (the paper gives none)."""
 
-    hidden_dim: int = 128
+    hidden_dim: int = 64
     """Width of every hidden layer."""
     num_layers: int = 3
     """Hidden layers per trunk."""

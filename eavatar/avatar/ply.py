@@ -14,8 +14,8 @@ from plyfile import PlyData, PlyElement
 from torch import Tensor
 
 from eavatar.avatar.model import HeadAvatar
+from eavatar.render.projection import SH_C0
 
-SH_C0 = 0.28209479177387814  # Y_0^0
 NUM_REST = 45  # degree-3 SH minus the DC term, x 3 channels
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from eavatar.cli.params import apply_overrides, load_params
+from eavatar.config import apply_overrides, load_params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

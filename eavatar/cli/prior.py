@@ -6,10 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
-from eavatar.cli.params import apply_overrides, load_params
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (section: prior)")
@@ -17,54 +13,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("artifacts/prior"), help="folder for prior.ply and alignment.json")
 
 
-def alignment_target(subject, cfg):
-    """The head-space mesh a generated prior is registered to."""
-    from eavatar.geometry.prior import PriorError, load_prior_mesh, visual_hull
-
-    if cfg.align.target == "visual_hull":
-        return visual_hull(subject, cfg.visual_hull)
-    if cfg.align.target == "template":
-        if subject.template_mesh is None:
-            raise PriorError(f"{subject.transforms_path}: template_mesh: missing, so prior.align.target: template cannot work; use visual_hull")
-        return load_prior_mesh(subject.template_mesh, f"{subject.transforms_path}: template_mesh")
-    raise PriorError(f"prior.align.target: expected visual_hull or template, got {cfg.align.target!r}")
-
-
-def make_aligned_prior(subject, cfg) -> tuple:
-    """(head-space prior mesh, alignment report)."""
-    from eavatar.geometry.align import align_similarity
-    from eavatar.geometry.prior import make_prior
-
-    mesh, in_head_space = make_prior(subject, cfg)
-    if in_head_space:
-        return mesh, {"aligned": False, "reason": f"{cfg.provider} is built in head space"}
-    alignment = align_similarity(mesh, alignment_target(subject, cfg), cfg.align)
-    report = {"aligned": True, "target": cfg.align.target, "matrix": np.round(alignment.matrix, 8).tolist(), **alignment.metrics}
-    return alignment.apply(mesh), report
-
-
 def run(args: argparse.Namespace) -> int:
-    from eavatar.data.subject import load_subject
-    from eavatar.geometry.prior import PriorConfig, PriorError
-    from eavatar.tracking.mlflow_run import TrackedRun
+    from eavatar.pipeline.prior import prior_stage
 
-    where = f"{args.params}:prior"
-    params = load_params(args.params, "prior")
-    try:
-        cfg = apply_overrides(PriorConfig(), params, where)
-        subject = load_subject(args.data)
-        mesh, report = make_aligned_prior(subject, cfg)
-    except PriorError as err:
-        raise SystemExit(f"{args.params}: {err}") from None
-    args.out.mkdir(parents=True, exist_ok=True)
-    mesh_path = args.out / "prior.ply"
-    mesh.export(mesh_path)
-    report = {"provider": cfg.provider, "source": cfg.mesh_file or cfg.generator.weights or "training masks", "vertices": len(mesh.vertices), "faces": len(mesh.faces), **report}
-    (args.out / "alignment.json").write_text(json.dumps(report, indent=2))
-    with TrackedRun(run_name=f"prior-{cfg.provider}", tags={"stage": "prior"}) as tracked:
-        tracked.log_params(params)
-        tracked.log_metrics({f"align/{k}": v for k, v in report.items() if isinstance(v, float)})
-        tracked.log_artifacts([mesh_path, args.out / "alignment.json"], artifact_path="prior")
+    report = prior_stage(args.params, args.data, args.out)
     print(json.dumps({k: v for k, v in report.items() if k != "matrix"}, indent=2))
-    print(f"wrote {mesh_path}")
+    print(f"wrote {args.out / 'prior.ply'}")
     return 0

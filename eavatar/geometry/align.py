@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import trimesh
-from scipy.spatial import cKDTree
+
+from eavatar.metrics.geometry import chamfer
 
 
 @dataclass
@@ -84,11 +85,6 @@ def start_rotations(src: np.ndarray, tgt: np.ndarray) -> list[np.ndarray]:
             R = B @ np.diag([signs[0], signs[1], -1.0]) @ A.T
         pca.append(R)
     return pca + axis_rotations()
-
-
-def chamfer(a: np.ndarray, b: np.ndarray) -> float:
-    """Symmetric mean nearest-neighbour distance between point sets [N, 3] and [M, 3]."""
-    return 0.5 * float(cKDTree(b).query(a)[0].mean() + cKDTree(a).query(b)[0].mean())
 
 
 def align_similarity(source: trimesh.Trimesh, target: trimesh.Trimesh, cfg: AlignConfig) -> Alignment:

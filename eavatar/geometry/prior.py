@@ -23,14 +23,16 @@ import torch
 import trimesh
 
 from eavatar.data.subject import Subject
+from eavatar.errors import EAvatarError
 from eavatar.geometry.align import AlignConfig
 from eavatar.render import Camera
+from eavatar.render.device import default_device
 
 PROVIDERS = ("visual_hull", "file", "generator")
 GENERATORS = {"trellis": "trellis"}  # generator name -> Python package that provides it
 
 
-class PriorError(ValueError):
+class PriorError(EAvatarError, ValueError):
     """A prior that cannot be made, naming the file or params field at fault and the fix."""
 
 
@@ -147,8 +149,7 @@ def run_generator(subject: Subject, cfg: GeneratorConfig) -> trimesh.Trimesh:
     alpha = iio.imread(subject.mask_paths[i]) if subject.mask_paths[i] is not None else np.full(rgb.shape[:2], 255, np.uint8)
     image = Image.fromarray(np.concatenate([rgb, alpha[..., :1] if alpha.ndim == 3 else alpha[..., None]], -1))
     pipeline = TrellisImageTo3DPipeline.from_pretrained(str(weights))
-    if torch.cuda.is_available():
-        pipeline.cuda()
+    pipeline.to(default_device())
     out = pipeline.run(image, seed=cfg.seed, formats=["mesh"])
     mesh = out["mesh"][0]
     return trimesh.Trimesh(mesh.vertices.detach().cpu().numpy(), mesh.faces.detach().cpu().numpy(), process=True)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from eavatar.avatar.generator import Branch, GeneratorConfig, positional_encoding
 from eavatar.avatar.pose import matrix_to_quat, pose_code
+from eavatar.data.frames import ground_truth, unit_float
 from eavatar.data.subject import Subject
 from eavatar.geometry import losses as L
 from eavatar.geometry.dmtet import cube_tet_grid, marching_tets
@@ -220,13 +221,14 @@ class FrameCache:
             s = self.subject
             if s.mask_paths[i] is None:
                 raise ValueError(f"{s.transforms_path}: frames[{i}].fg_mask_path: Stage I needs foreground masks (L_sil)")
-            rgb = torch.tensor(iio.imread(s.image_paths[i])[..., :3], dtype=torch.float32) / 255.0
-            mask = torch.tensor(iio.imread(s.mask_paths[i]), dtype=torch.float32) / 255.0
+            image = unit_float(np.asarray(iio.imread(s.image_paths[i])))
+            image = image[..., None] if image.ndim == 2 else image
+            mask = unit_float(np.asarray(iio.imread(s.mask_paths[i])))
             mask = mask[..., 0] if mask.ndim == 3 else mask
             w, h = (int(round(v * self.scale)) for v in s.image_sizes[i])
-            rgb = F.interpolate(rgb.permute(2, 0, 1)[None], size=(h, w), mode="area")[0].permute(1, 2, 0)
+            image = F.interpolate(image.permute(2, 0, 1)[None], size=(h, w), mode="area")[0].permute(1, 2, 0)
             mask = F.interpolate(mask[None, None], size=(h, w), mode="area")[0, 0]
-            rgb = rgb * mask[..., None] + self.background * (1 - mask[..., None])  # any backdrop -> ours
+            rgb = ground_truth(image, mask, self.background)  # any backdrop -> ours; the soft mask at this scale
             fx, fy, cx, cy = s.intrinsics[i] * self.scale
             camera = Camera.from_c2w_opengl(torch.tensor(s.c2w[i], dtype=torch.float32), fx, fy, cx, cy, w, h)
             self.cache[i] = (rgb, mask, camera)
@@ -366,7 +368,7 @@ def save_geometry(path, model: GeometryModel, cfg: StageIConfig) -> None:
 
 
 def load_geometry(path) -> GeometryModel:
-    from eavatar.cli.params import apply_overrides
+    from eavatar.config import apply_overrides
 
     blob = torch.load(path, map_location="cpu", weights_only=False)
     cfg = apply_overrides(StageIConfig(), blob["config"], str(path))

@@ -28,10 +28,22 @@ def mesh_samples(mesh: trimesh.Trimesh, n: int, seed: int = 0) -> tuple[np.ndarr
     return np.asarray(points), np.asarray(mesh.face_normals[face])
 
 
+def nearest_both_ways(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest-neighbour distances and indices a -> b ([N], [N]) and b -> a ([M], [M]) of points [N, 3], [M, 3]."""
+    d_ab, i_ab = cKDTree(b).query(a)
+    d_ba, i_ba = cKDTree(a).query(b)
+    return d_ab, i_ab, d_ba, i_ba
+
+
+def chamfer(a: np.ndarray, b: np.ndarray) -> float:
+    """Symmetric Chamfer distance of points [N, 3] and [M, 3]: the mean of both mean nearest-neighbour distances."""
+    d_ab, _, d_ba, _ = nearest_both_ways(a, b)
+    return 0.5 * float(d_ab.mean() + d_ba.mean())
+
+
 def point_metrics(pred: np.ndarray, pred_normals: np.ndarray | None, gt: np.ndarray, gt_normals: np.ndarray) -> dict[str, float]:
     """Chamfer parts and normal consistency of points [N, 3] (normals [N, 3] or None) against [M, 3]."""
-    d_pred, i_pred = cKDTree(gt).query(pred)
-    d_gt, i_gt = cKDTree(pred).query(gt)
+    d_pred, i_pred, d_gt, i_gt = nearest_both_ways(pred, gt)
     out = {"accuracy": float(d_pred.mean()), "completeness": float(d_gt.mean())}
     out["chamfer"] = 0.5 * (out["accuracy"] + out["completeness"])
     if pred_normals is not None:

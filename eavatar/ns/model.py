@@ -15,6 +15,7 @@ from eavatar.avatar.densify import DensifyConfig, Densifier
 from eavatar.avatar.gaussians import PARAM_NAMES, CanonicalGaussians, load_mesh
 from eavatar.avatar.losses import LossConfig, image_losses
 from eavatar.avatar.model import AvatarConfig, HeadAvatar
+from eavatar.data.frames import ground_truth
 from eavatar.data.subject import Subject
 from eavatar.metrics.image import psnr
 from eavatar.metrics.lpips import find_lpips_weights, load_lpips
@@ -43,10 +44,8 @@ class EAvatarModelConfig(ModelConfig):
 
 def ns_camera_to_camera(camera: Cameras) -> Camera:
     """One nerfstudio camera (OpenGL c2w [1, 3, 4]) as the rasteriser's Camera."""
-    c2w = torch.eye(4, device=camera.camera_to_worlds.device)
-    c2w[:3, :4] = camera.camera_to_worlds[0]
     return Camera.from_c2w_opengl(
-        c2w,
+        camera.camera_to_worlds[0],
         float(camera.fx[0]),
         float(camera.fy[0]),
         float(camera.cx[0]),
@@ -114,14 +113,30 @@ class EAvatarModel(Model):
         ]
 
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):  # type: ignore[override]
-        """Resize the canonical set to the checkpoint's N (densification changes it) before loading."""
+        """Resize the canonical tensors to the checkpoint's N (densification changes it) before loading.
+
+        Resized in place: the optimisers nerfstudio built before loading hold these very
+        Parameters, and the densifier edits them through the optimisers; new Parameter objects
+        would leave both working on the old ones.
+        """
         canonical = self.avatar.canonical
         for name in PARAM_NAMES:
-            shape = state_dict[f"avatar.canonical.params.{name}"].shape
-            canonical.params[name] = Parameter(torch.zeros(shape, device=self.background.device))
+            param = canonical.params[name]
+            param.data = torch.zeros(state_dict[f"avatar.canonical.params.{name}"].shape, dtype=param.dtype, device=param.device)
         result = super().load_state_dict(state_dict, strict=strict, **kwargs)
         self.expression.set_all(self.viewer_expression.tolist())  # sliders show the checkpoint's viewer expression
         return result
+
+    def get_extra_state(self) -> dict:
+        """What a resumed run needs besides the tensors: the densifier's statistics and the RNG."""
+        densify = {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in self.densifier.state.items()}
+        return {"densify": densify, "last_splits": self.densifier.last_splits, "torch_rng": torch.get_rng_state()}
+
+    def set_extra_state(self, state: dict) -> None:
+        device = self.background.device
+        self.densifier.state = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in state["densify"].items()}
+        self.densifier.last_splits = int(state["last_splits"])
+        torch.set_rng_state(state["torch_rng"])
 
     # -- rendering ----------------------------------------------------------------------------
     def frame_controls(self, camera: Cameras) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -148,12 +163,8 @@ class EAvatarModel(Model):
 
     # -- losses and metrics -------------------------------------------------------------------
     def _gt(self, batch) -> torch.Tensor:
-        image = batch["image"].to(self.device).float()
-        if image.max() > 1.0:
-            image = image / 255.0
-        if image.shape[-1] == 4:
-            image = image[..., :3] * image[..., 3:] + (1 - image[..., 3:]) * self.background
-        return image
+        """The target: the image (and its fg mask, when the subject has masks) over the background."""
+        return ground_truth(batch["image"], batch.get("mask"), self.background)
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
         lpips_fn = load_lpips("alex", device=self.device) if self.config.loss.lpips_weight > 0 else None  # cached, not a submodule

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Type
@@ -12,6 +13,7 @@ import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
 from eavatar.avatar.checkpoint import AvatarInfo, save_avatar
+from eavatar.tracking.history import append_history, truncate_history
 from eavatar.tracking.mlflow_run import TrackedRun
 
 
@@ -32,7 +34,13 @@ class EAvatarTrainer(Trainer):
     config: EAvatarTrainerConfig
 
     def setup(self, test_mode="val") -> None:
+        total = self.config.max_num_iterations  # the run's length, counted from step 0
         super().setup(test_mode=test_mode)
+        # Resumed from a checkpoint: run only the steps left, and save under the real step
+        # even when none are left.
+        self.config.max_num_iterations = max(total - self._start_step, 0)
+        self.step = max(self._start_step - 1, 0)
+        truncate_history(self.history_path(), self._start_step)
         self.run = TrackedRun(run_name=self.config.mlflow_run_name or f"train-{self.config.timestamp}", experiment=self.config.mlflow_experiment, tags={"stage": "train"})
         self.run.__enter__()
         cfg = self.config
@@ -40,20 +48,51 @@ class EAvatarTrainer(Trainer):
             {
                 "model": dataclasses.asdict(cfg.pipeline.model),
                 "optimizers": {k: {"lr": v["optimizer"].lr} for k, v in cfg.optimizers.items()},
-                "max_num_iterations": cfg.max_num_iterations,
+                "max_num_iterations": total,
                 "data": str(cfg.pipeline.datamanager.dataparser.data),
                 "device": str(self.device),
                 "start_step": self._start_step,
             }
         )
 
-    def _load_checkpoint(self) -> None:
-        # nerfstudio's checkpoints hold numpy scalars (scheduler state), which torch>=2.6's
-        # weights-only loading refuses; these files are our own, so allow exactly those types.
-        with torch.serialization.safe_globals([np._core.multiarray.scalar, np.dtype, type(np.dtype(np.float64))]):
-            super()._load_checkpoint()
-        # A resumed run with nothing left to do must still save under its real step.
-        self.step = max(self._start_step - 1, 0)
+    def setup_optimizers(self):
+        """Learning-rate decays span the whole run, whatever ``max_num_iterations`` is."""
+        for group in self.config.optimizers.values():
+            if group.get("scheduler") is not None:
+                group["scheduler"].max_steps = self.config.max_num_iterations
+        return super().setup_optimizers()
+
+    def save_checkpoint(self, step: int) -> None:
+        """nerfstudio's checkpoint, written atomically and with plain Python numbers.
+
+        A kill during the write leaves the previous checkpoint intact; numpy scalars (the
+        learning-rate schedulers' state) are stored as floats so that torch's weights-only
+        loading, which ns-viewer, ns-eval and ns-export use, accepts the file.
+        """
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / f"step-{step:09d}.ckpt"
+        state = {
+            "step": step,
+            "pipeline": self.pipeline.state_dict(),
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers.optimizers.items()},
+            "schedulers": {k: v.state_dict() for k, v in self.optimizers.schedulers.items()},
+            "scalers": self.grad_scaler.state_dict(),
+        }
+        partial = path.with_suffix(".ckpt.partial")
+        torch.save(plain_numbers(state), partial)
+        os.replace(partial, path)
+        if self.config.save_only_latest_checkpoint:
+            for old in self.checkpoint_dir.glob("*.ckpt"):
+                if old != path:
+                    old.unlink()
+
+    def train(self) -> None:
+        """nerfstudio's training loop; a crash ends the MLflow run as FAILED."""
+        try:
+            super().train()
+        except BaseException as err:
+            self.run.fail(err)
+            raise
 
     def train_iteration(self, step: int):
         loss, loss_dict, metrics_dict = super().train_iteration(step)
@@ -62,18 +101,11 @@ class EAvatarTrainer(Trainer):
             values.update({f"train/{k}": float(v) for k, v in metrics_dict.items()})
             values["loss/total"] = float(loss)
             self.run.log_metrics(values, step=step)
-            self.append_history(step, values)
+            append_history(self.history_path(), step, values)
         return loss, loss_dict, metrics_dict
 
-    def append_history(self, step: int, values: dict[str, float]) -> None:
-        """history.csv beside the checkpoints: the training curve `dvc plots show` draws."""
-        path = self.base_dir / "history.csv"
-        keys = sorted(values)
-        if not path.is_file():
-            path.write_text(",".join(["step", *keys]) + "\n")
-        header = path.read_text().splitlines()[0].split(",")[1:]
-        with path.open("a") as f:
-            f.write(",".join([str(step), *(f"{values.get(k, float('nan')):.6g}" for k in header)]) + "\n")
+    def history_path(self) -> Path:
+        return self.base_dir / "history.csv"
 
     def avatar_path(self) -> Path:
         return self.base_dir / "avatar.pt"
@@ -95,26 +127,31 @@ class EAvatarTrainer(Trainer):
         """The canonical PLY and ground truth | render of the first test frame, for the MLflow run."""
         import imageio.v3 as iio
 
+        from eavatar.avatar.drive import render_subject_frame
         from eavatar.avatar.ply import export_canonical_ply
-        from eavatar.drive import load_rgb, render_subject_frame
+        from eavatar.data.frames import load_ground_truth, to_uint8
 
         model = self.pipeline.model
         subject = model.kwargs["metadata"]["subject"]
         index = int(subject.split("test")[0])
         with torch.no_grad():
             pred = render_subject_frame(model.avatar, subject, index, model.background).rgb.cpu()
-        sheet = torch.cat([load_rgb(subject.image_paths[index], model.background.cpu()), pred], dim=1)
+        sheet = torch.cat([load_ground_truth(subject, index, model.background.cpu()), pred], dim=1)
         sample = self.base_dir / "sample_test_frame.png"
-        iio.imwrite(sample, (sheet.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+        iio.imwrite(sample, to_uint8(sheet))
         return [export_canonical_ply(self.base_dir / "canonical.ply", model.avatar), sample]
 
     def finish(self) -> Path:
         """Export avatar.pt, log it with the canonical PLY and a sample render, close the MLflow run."""
-        path = self.export_avatar()
-        self.run.log_metrics({"train/num_gaussians": float(len(self.pipeline.model.avatar.canonical))}, step=self.step)
-        self.run.log_artifacts([path, self.base_dir / "config.yml"], artifact_path="checkpoint")
-        self.run.log_artifacts(self.export_samples(), artifact_path="samples")
-        self.run.__exit__(None, None, None)
+        try:
+            path = self.export_avatar()
+            self.run.log_metrics({"train/num_gaussians": float(len(self.pipeline.model.avatar.canonical))}, step=self.step)
+            self.run.log_artifacts([path, self.base_dir / "config.yml"], artifact_path="checkpoint")
+            self.run.log_artifacts(self.export_samples(), artifact_path="samples")
+        except BaseException as err:
+            self.run.fail(err)
+            raise
+        self.run.end("FINISHED")
         return path
 
     def _after_train(self) -> None:
@@ -122,6 +159,12 @@ class EAvatarTrainer(Trainer):
         super()._after_train()
 
 
-def device_type() -> str:
-    """CUDA when present, else CPU: chosen once, here, never by a flag."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def plain_numbers(obj):
+    """``obj`` with every numpy scalar replaced by the Python number (recursively)."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: plain_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain_numbers(v) for v in obj)
+    return obj

@@ -5,18 +5,23 @@ into ``nn.Module`` children and making one GUI folder per attribute on the way. 
 sit on small parameter-free modules, one per face region, under ``model.expression``:
 Custom Elements / model / expression / jaw / jaw_open. Their callbacks write into the model's
 ``viewer_expression`` buffer, which the viewer's cameras (no per-frame metadata) render with.
+
+The viewer opens facing the head (:class:`FaceTheHead`, a ``ViewerControl`` on the datamanager):
+nerfstudio's default camera assumes a z-up world, and subjects are y up.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerSlider
+from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerControl, ViewerSlider
 from torch import nn
 
-from eavatar.editor import group_labels
+from eavatar.data.expression_labels import group_labels
+from eavatar.data.subject import Subject
 
 
 def slider_range(values: np.ndarray) -> tuple[float, float]:  # [T] one coefficient over the training frames
@@ -51,3 +56,67 @@ class ExpressionControls(nn.Module):
         for label, value in zip(self.labels, values):
             self.sliders[label].value = float(value)
             self._write(self.labels.index(label), float(value))
+
+
+@dataclass(frozen=True)
+class HeadView:
+    """The viewer's first camera, in nerfstudio world units: in front of the face, head up.
+
+    nerfstudio leaves viser's default camera (world z up, looking down from a corner), which for
+    a y-up subject is a tilted view of the top of the head. This view comes from the subject's
+    data, so training, checkpoints and renders are untouched.
+    """
+
+    position: tuple[float, float, float]
+    look_at: tuple[float, float, float]
+    up: tuple[float, float, float]
+    fov: float  # vertical, radians
+
+
+def head_centre(subject: Subject) -> np.ndarray:  # [3] head space
+    """Centre of the template mesh's bounding box (head space), else the head-space origin."""
+    if subject.template_mesh is None:
+        return np.zeros(3)
+    from eavatar.avatar.gaussians import load_mesh
+
+    return np.asarray(load_mesh(subject.template_mesh).bounds, dtype=np.float64).mean(0)
+
+
+def front_view(subject: Subject) -> HeadView:
+    """Facing the head of the first training frame (the pose the viewer renders with), from its
+    +z axis (the face's direction in head space), at the training cameras' median distance,
+    with the head's +y up and the first training camera's vertical field of view."""
+    train = subject.split("train")
+    pose = np.asarray(subject.head_poses[train[0]], dtype=np.float64)  # world-from-head, the model's viewer_head_pose
+    centre = pose[:3, :3] @ head_centre(subject) + pose[:3, 3]
+    up, front = pose[:3, 1], pose[:3, 2]
+    distance = float(np.median(np.linalg.norm(subject.c2w[train, :3, 3] - centre, axis=-1)))
+    height, fy = float(subject.image_sizes[train[0], 1]), float(subject.intrinsics[train[0], 1])
+    as_tuple = lambda v: tuple(float(x) for x in v)  # noqa: E731
+    return HeadView(as_tuple(centre + distance * front), as_tuple(centre), as_tuple(up), 2.0 * math.atan(height / (2.0 * fy)))
+
+
+class FaceTheHead(ViewerControl):
+    """Turns the viewer to a :class:`HeadView`: the scene's up direction, and each new client's camera.
+
+    A ``ViewerControl`` is nerfstudio's public hook into its viewer: the viewer finds it among the
+    pipeline's attributes (like the sliders) and hands it the viser server.
+    """
+
+    def __init__(self, view: HeadView):
+        self.view = view
+
+    def _setup(self, viewer) -> None:
+        super()._setup(viewer)
+        self.viser_server.scene.set_up_direction(self.view.up)
+        self.viser_server.on_client_connect(self.face_the_head)  # runs once the client has sent its camera
+
+    def face_the_head(self, client) -> None:
+        from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO as scale
+
+        view = self.view
+        with client.atomic():
+            client.camera.fov = view.fov
+            client.camera.position = tuple(scale * x for x in view.position)  # moves look_at along: set it after
+            client.camera.look_at = tuple(scale * x for x in view.look_at)
+            client.camera.up_direction = view.up

@@ -1,6 +1,6 @@
-"""Gaussian rasterisation: one function, a gsplat (CUDA) backend and a pure-PyTorch CPU backend."""
+"""Gaussian rasterisation: one function, three backends (gsplat on CUDA, compiled CPU, PyTorch reference)."""
 
 from eavatar.render.camera import Camera
-from eavatar.render.rasterize import RenderOutput, rasterize
+from eavatar.render.rasterize import BACKENDS, RenderOutput, rasterize, use_backend
 
-__all__ = ["Camera", "RenderOutput", "rasterize"]
+__all__ = ["BACKENDS", "Camera", "RenderOutput", "rasterize", "use_backend"]

@@ -7,8 +7,27 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-# nerfstudio / transforms.json cameras look down -z with y up (OpenGL); gsplat wants +z forward, y down.
-OPENGL_TO_OPENCV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+#: Flips camera y and z (its own inverse): transforms.json / nerfstudio cameras look down -z with
+#: y up (OpenGL), gsplat and most trackers (NeRSemble, GHA, INSTA) look down +z with y down (OpenCV).
+OPENGL_TO_OPENCV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
+
+
+def look_at_c2w(eye, target, up=(0.0, 1.0, 0.0)) -> Tensor:  # [3], [3], [3] -> [4, 4]
+    """OpenGL camera-to-world at ``eye`` looking at ``target`` (camera -z towards it, +y towards ``up``).
+
+    Takes tensors or arrays; the result has ``eye``'s float dtype (numpy float64 stays float64).
+
+    >>> look_at_c2w(torch.tensor([0.0, 0.0, 2.0]), torch.zeros(3))[:3, 3].tolist()
+    [0.0, 0.0, 2.0]
+    """
+    eye = torch.as_tensor(eye)
+    eye = eye if eye.is_floating_point() else eye.float()
+    target, up = (torch.as_tensor(v, dtype=eye.dtype, device=eye.device) for v in (target, up))
+    back = torch.nn.functional.normalize(eye - target, dim=0)
+    right = torch.nn.functional.normalize(torch.linalg.cross(up, back), dim=0)
+    c2w = torch.eye(4, dtype=eye.dtype, device=eye.device)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, torch.linalg.cross(back, right), back, eye
+    return c2w
 
 
 @dataclass

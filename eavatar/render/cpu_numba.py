@@ -1,6 +1,6 @@
-"""The CPU backend's compositing as compiled loops (numba): what makes CPU training and sliders fast.
+"""The ``"cpu"`` backend's compositing as compiled loops (numba): what makes CPU training and sliders fast.
 
-Same image formation as :func:`eavatar.render.cpu.composite` (the autograd reference, held
+Same image formation as :func:`eavatar.render.reference.composite` (the autograd reference, held
 equal by tests/render/test_cpu_numba.py): Gaussians front to back, each pixel of its 3-sigma
 box whose centre gets alpha >= 1/255, alpha capped at 0.999, and a pixel stops before the
 Gaussian that would take its transmittance to 1e-4.
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eavatar.render.cpu import ALPHA_MAX, ALPHA_MIN, T_MIN
+from eavatar.render.reference import ALPHA_MAX, ALPHA_MIN, T_MIN
 from eavatar.render.projection import Projected
 
 
@@ -43,7 +43,7 @@ def _box(mx, my, radius, width, height):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _sigma(dx, dy, a, b, c):  # pragma: no cover - compiled
-    """Half the Mahalanobis distance of (dx, dy) under the conic (a, b, c), as eavatar.render.cpu._sigma_abc."""
+    """Half the Mahalanobis distance of (dx, dy) under the conic (a, b, c), as eavatar.render.reference._sigma_abc."""
     return HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
 
 
@@ -226,7 +226,7 @@ class _CompositeFunction(torch.autograd.Function):
 
 
 def composite_numba(proj: Projected, opacities: Tensor, features: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
-    """:func:`eavatar.render.cpu.composite` on CPU tensors, compiled: (features [H, W, D], alpha [H, W, 1]).
+    """:func:`eavatar.render.reference.composite` on CPU tensors, compiled: (features [H, W, D], alpha [H, W, 1]).
 
     Differentiable in means2d, conics, opacities and features when any of them needs a gradient.
     """

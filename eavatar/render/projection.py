@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-SH_C0 = 0.28209479177387814
+SH_C0 = 0.28209479177387814  # Y_0^0, also the PLY f_dc scale (eavatar/avatar/ply.py)
 SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
 SH_C3 = (

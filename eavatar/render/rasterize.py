@@ -1,19 +1,54 @@
-"""`rasterize`: the one entry point; gsplat on CUDA tensors, the PyTorch tile backend elsewhere."""
+"""`rasterize`: the one entry point, three backends with one image formation.
+
+- ``"gsplat"``: gsplat's CUDA kernels (CUDA tensors only).
+- ``"cpu"``: compiled loops with their own backward (eavatar/render/cpu_numba.py), CPU tensors only.
+- ``"reference"``: plain PyTorch with autograd (eavatar/render/reference.py), any device; slow,
+  the one the others are tested against.
+
+The default follows the tensors' device (gsplat on CUDA, cpu elsewhere); ``backend=`` or
+:func:`use_backend` picks another, e.g. the reference around a whole training step.
+"""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Iterator, Literal, Optional
 
 import torch
 from torch import Tensor
 
-from eavatar.render import cpu
+import eavatar.render.reference as reference
 from eavatar.render.camera import Camera
 from eavatar.render.projection import project, sh_to_rgb
 
-Backend = Literal["auto", "gsplat", "torch"]
+Backend = Literal["gsplat", "cpu", "reference"]
+BACKENDS = ("gsplat", "cpu", "reference")
 EPS2D = 0.3  # gsplat's default low-pass on the 2D covariance
+
+_chosen: ContextVar[Optional[str]] = ContextVar("eavatar_render_backend", default=None)
+
+
+@contextmanager
+def use_backend(backend: Backend | None) -> Iterator[None]:
+    """Rasterise with ``backend`` inside the block wherever no ``backend=`` is passed (None: by device).
+
+    >>> with use_backend("reference"):
+    ...     pass  # avatar.render(...), a training step, ...
+    """
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"use_backend: backend must be one of {BACKENDS} or None, got {backend!r}")
+    token = _chosen.set(backend)
+    try:
+        yield
+    finally:
+        _chosen.reset(token)
+
+
+def choose_backend(device: torch.device) -> str:
+    """The backend used on ``device`` when none is passed: :func:`use_backend`'s, else gsplat on CUDA, else cpu."""
+    return _chosen.get() or ("gsplat" if device.type == "cuda" else "cpu")
 
 
 @dataclass
@@ -49,61 +84,61 @@ def rasterize(
     camera: Camera,
     background: Optional[Tensor] = None,
     sh_degree: Optional[int] = None,
-    backend: Backend = "auto",
+    backend: Backend | None = None,
     near: float = 0.01,
     far: float = 1e10,
 ) -> RenderOutput:
     """Render N 3D Gaussians: means [N, 3] world, quats [N, 4] wxyz (any norm), scales [N, 3] linear,
     opacities [N] in [0, 1], colors [N, 3] RGB or [N, K, 3] SH coefficients with ``sh_degree``.
 
-    ``backend="auto"`` uses gsplat's CUDA kernels for CUDA tensors and the PyTorch tile
-    backend otherwise; both implement the same image formation (see eavatar.render.cpu).
-    On CPU the tile backend runs as compiled loops with their own backward
-    (eavatar.render.cpu_numba), held equal in values and gradients to the autograd path by tests.
+    ``backend``: "gsplat", "cpu" or "reference" (module docstring); None chooses by device
+    (:func:`choose_backend`). Tests hold the three equal in values and gradients.
     """
     _check_inputs(means, quats, scales, opacities, colors, sh_degree)
-    if backend == "auto":
-        backend = "gsplat" if means.is_cuda else "torch"
+    backend = backend or choose_backend(means.device)
     if backend == "gsplat":
         out = _rasterize_gsplat(means, quats, scales, opacities, colors, camera, sh_degree, near, far)
-    elif backend == "torch":
-        out = _rasterize_torch(means, quats, scales, opacities, colors, camera, sh_degree, near, far)
+    elif backend in ("cpu", "reference"):
+        if backend == "cpu" and means.is_cuda:
+            raise RuntimeError("rasterize: the cpu backend needs CPU tensors; use backend='gsplat' or 'reference' on CUDA")
+        out = _rasterize_tiles(means, quats, scales, opacities, colors, camera, sh_degree, near, far, backend)
     else:
-        raise ValueError(f"rasterize: backend must be 'auto', 'gsplat' or 'torch', got {backend!r}")
+        raise ValueError(f"rasterize: backend must be one of {BACKENDS} or None, got {backend!r}")
     if background is not None:
         out.rgb = out.rgb + (1.0 - out.alpha) * background.to(out.rgb).reshape(1, 1, 3)
     return out
 
 
-def _rasterize_torch(means, quats, scales, opacities, colors, camera: Camera, sh_degree, near, far) -> RenderOutput:
+def _rasterize_tiles(means, quats, scales, opacities, colors, camera: Camera, sh_degree, near, far, backend: str) -> RenderOutput:
+    """The cpu and reference backends: our projection, then compiled or autograd compositing."""
     proj = project(means, quats, scales, camera.viewmat, camera.K, camera.width, camera.height, EPS2D, near, far)
     if proj.means2d.requires_grad:
         proj.means2d.retain_grad()
     if sh_degree is not None:
         colors = sh_to_rgb(sh_degree, means - camera.camera_center, colors)
     features = torch.cat([colors, proj.depths[:, None]], -1)
-    acc, alpha = _composite(means, quats, scales, opacities, colors)(proj, opacities, features, camera.width, camera.height)
+    acc, alpha = _composite(backend, means, quats, scales, opacities, colors)(proj, opacities, features, camera.width, camera.height)
     depth = acc[..., 3:] / alpha.clamp(min=1e-10)
     return RenderOutput(acc[..., :3], alpha, depth, proj.means2d, proj.radii[None])
 
 
-def _composite(*inputs: Tensor):
-    """The compiled loops on CPU tensors (training and viewing); the tensor path for CUDA tensors
-    forced onto this backend (the autograd reference, or its viewing variant)."""
-    if not inputs[0].is_cuda:
+def _composite(backend: str, *inputs: Tensor):
+    """cpu: the compiled loops; reference: autograd compositing, or its equal no-grad variant when
+    nothing needs a gradient (tests/render/test_cpu_numba.py holds them equal)."""
+    if backend == "cpu":
         from eavatar.render.cpu_numba import composite_numba
 
         return composite_numba
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        return cpu.composite
-    return cpu.composite_no_grad
+        return reference.composite
+    return reference.composite_no_grad
 
 
 def _rasterize_gsplat(means, quats, scales, opacities, colors, camera: Camera, sh_degree, near, far) -> RenderOutput:
     from gsplat import rasterization
 
     if not means.is_cuda:
-        raise RuntimeError("rasterize: the gsplat backend needs CUDA tensors; use backend='torch' on CPU")
+        raise RuntimeError("rasterize: the gsplat backend needs CUDA tensors; use backend='cpu' or 'reference' on CPU")
     render, alpha, info = rasterization(
         means,
         quats,

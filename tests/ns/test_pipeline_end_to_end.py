@@ -9,6 +9,7 @@ import yaml
 from plyfile import PlyData
 
 from eavatar.cli.main import main
+from eavatar.tracking.history import read_history
 
 pytestmark = pytest.mark.slow
 
@@ -46,17 +47,11 @@ def trained(workdir):
     return workdir
 
 
-def read_history(path):
-    lines = path.read_text().splitlines()
-    header = lines[0].split(",")
-    return [dict(zip(header, map(float, line.split(",")))) for line in lines[1:]]
-
-
 def test_training_writes_avatar_and_loss_falls(trained):
     assert (trained / "train" / "avatar.pt").is_file()
     rows = read_history(trained / "history.csv")
-    assert "loss/lpips" in rows[0] and "loss/rgb" in rows[0]
-    first, last = rows[0]["loss/rgb"], rows[-1]["loss/rgb"]
+    assert {"loss/lpips", "loss/rgb"} <= set(rows.columns)
+    first, last = rows["loss/rgb"].iloc[0], rows["loss/rgb"].iloc[-1]
     assert last < 0.8 * first, (first, last)
 
 

@@ -1,11 +1,11 @@
-"""The PyTorch tile backend against a per-pixel brute-force compositor, finite differences, and gsplat on CUDA."""
+"""The cpu and reference backends against a per-pixel brute-force compositor and finite differences, and against gsplat on CUDA."""
 
 import math
 
 import pytest
 import torch
 
-from eavatar.render import rasterize
+from eavatar.render import rasterize, use_backend
 from eavatar.render.projection import project
 from tests.render.conftest import front_camera, random_scene
 
@@ -47,13 +47,14 @@ def brute_force(s: dict, cam, background: torch.Tensor) -> tuple[torch.Tensor, t
     return rgb, alpha, depth
 
 
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
 @pytest.mark.parametrize("n, seed", [(40, 0), (120, 3)])
-def test_matches_brute_force(n, seed):
+def test_matches_brute_force(n, seed, backend):
     s = random_scene(n, seed)
     s["opacities"][: n // 4] = 0.995  # opaque ones exercise the 0.999 clamp and the early stop
     cam = front_camera(40, 35)  # not a multiple of the tile size
     bg = torch.tensor([0.2, 0.5, 1.0])
-    out = rasterize(**s, camera=cam, background=bg, backend="torch")
+    out = rasterize(**s, camera=cam, background=bg, backend=backend)
     rgb, alpha, depth = brute_force(s, cam, bg)
     torch.testing.assert_close(out.rgb, rgb, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(out.alpha, alpha, rtol=1e-4, atol=1e-5)
@@ -70,7 +71,8 @@ def test_empty_scene_is_background():
     torch.testing.assert_close(out.rgb, torch.tensor([0.1, 0.2, 0.3]).expand(32, 40, 3))
 
 
-def test_gradients_match_finite_differences():
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_gradients_match_finite_differences(backend):
     s = random_scene(6, seed=5, dtype=torch.float64, spread=0.03)
     s["scales"] = s["scales"] + 0.01  # large, soft Gaussians: far from the 1/255 and 0.999 thresholds
     s["opacities"] = s["opacities"] * 0.5
@@ -79,7 +81,7 @@ def test_gradients_match_finite_differences():
     weights = torch.rand(16, 16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
 
     def f(*tensors):
-        out = rasterize(**dict(zip(names, tensors)), camera=cam, background=torch.ones(3, dtype=torch.float64))
+        out = rasterize(**dict(zip(names, tensors)), camera=cam, background=torch.ones(3, dtype=torch.float64), backend=backend)
         return (out.rgb * weights).sum(), out.alpha.sum()
 
     inputs = tuple(s[k].clone().requires_grad_(True) for k in names)
@@ -114,6 +116,24 @@ def test_rejects_wrong_shapes(scene, field, shape, message):
         rasterize(**scene, camera=front_camera())
 
 
+def test_the_backend_follows_the_device_unless_chosen(scene, monkeypatch):
+    from eavatar.render import reference
+    from eavatar.render.rasterize import choose_backend
+
+    assert choose_backend(torch.device("cpu")) == "cpu" and choose_backend(torch.device("cuda")) == "gsplat"
+    calls = []
+    monkeypatch.setattr(reference, "composite_no_grad", lambda *a: calls.append(1) or reference.composite(*a))
+    default = rasterize(**scene, camera=front_camera())
+    assert not calls
+    with use_backend("reference"):
+        assert choose_backend(torch.device("cuda")) == "reference"
+        chosen = rasterize(**scene, camera=front_camera())
+    assert calls == [1] and choose_backend(torch.device("cpu")) == "cpu"
+    torch.testing.assert_close(chosen.rgb, default.rgb, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        rasterize(**scene, camera=front_camera(), backend="torch")
+
+
 def test_gsplat_backend_needs_cuda(scene):
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
@@ -128,7 +148,11 @@ def test_backends_agree_on_cuda():
     cam = front_camera(128, 96).to("cuda")
     bg = torch.ones(3, device="cuda")
     a = rasterize(**s, camera=cam, background=bg, backend="gsplat")
-    b = rasterize(**s, camera=cam, background=bg, backend="torch")
+    b = rasterize(**s, camera=cam, background=bg, backend="reference")
+    c = rasterize(**{k: v.cpu() for k, v in s.items()}, camera=cam.to("cpu"), background=bg.cpu(), backend="cpu")
+    torch.testing.assert_close(c.rgb, b.rgb.cpu(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(RuntimeError, match="needs CPU tensors"):
+        rasterize(**s, camera=cam, backend="cpu")
     # gsplat also lets a Gaussian reach the rest of its tiles, where alpha < 0.011 * opacity
     torch.testing.assert_close(a.rgb, b.rgb, rtol=0, atol=2e-2)
     torch.testing.assert_close(a.alpha, b.alpha, rtol=0, atol=2e-2)

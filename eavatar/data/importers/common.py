@@ -21,8 +21,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from eavatar.data.subject import SubjectError, load_subject, write_transforms
-
-OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])  # flips camera y and z: OpenCV (y down, z forward) <-> OpenGL
+from eavatar.render.camera import OPENGL_TO_OPENCV
 
 
 class SourceError(SubjectError):
@@ -164,13 +163,7 @@ def w2c_opencv_to_c2w_opengl(w2c: np.ndarray) -> np.ndarray:  # [3 or 4, 4] -> [
     """World-to-camera in OpenCV axes (NeRSemble, GHA, metrical-tracker) to our OpenGL camera-to-world."""
     m = np.eye(4)
     m[: w2c.shape[0]] = w2c
-    return np.linalg.inv(m) @ OPENCV_TO_OPENGL
-
-
-def check_rotation(R: np.ndarray, path: Path | str, field_name: str) -> None:
-    err = float(np.abs(R.T @ R - np.eye(3)).max())
-    if err > 1e-4 or np.linalg.det(R) < 0:
-        raise fail(path, field_name, f"rotation is not proper (|R^T R - I| = {err:.2g}, det = {np.linalg.det(R):.3g})")
+    return np.linalg.inv(m) @ OPENGL_TO_OPENCV.numpy()
 
 
 def flame_head_pose(rotation: np.ndarray, neck: np.ndarray, translation: np.ndarray, joints: np.ndarray | None) -> np.ndarray:

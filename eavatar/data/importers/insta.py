@@ -15,7 +15,6 @@ import imageio.v3 as iio
 import numpy as np
 
 from eavatar.data.importers.common import (
-    OPENCV_TO_OPENGL,
     ImportOptions,
     Placement,
     Plan,
@@ -28,6 +27,7 @@ from eavatar.data.importers.common import (
     read_json,
     transforms_doc,
 )
+from eavatar.render.camera import OPENGL_TO_OPENCV
 
 
 def read_expression(path: Path, ref: str, n: int | None) -> np.ndarray:
@@ -71,7 +71,7 @@ def build(src: Path, opts: ImportOptions) -> Plan:
         f = f"frames[{i}]"
         exp = read_expression(src / str(fr.get("exp_path")), f"{tpath}: {f}", n)
         n = exp.size
-        c2w = matrix(fr.get("transform_matrix"), (4, 4), tpath, f"{f}.transform_matrix") @ OPENCV_TO_OPENGL
+        c2w = matrix(fr.get("transform_matrix"), (4, 4), tpath, f"{f}.transform_matrix") @ OPENGL_TO_OPENCV.numpy()
         t = step[ids[i]]
         image_src = src / fr["file_path"]
         image = f"images/{t:05d}{PurePosixPath(fr['file_path']).suffix}"

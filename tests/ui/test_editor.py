@@ -6,7 +6,8 @@ import torch
 from plyfile import PlyData
 
 from eavatar.data.synthetic import SyntheticConfig, generate_synthetic_subject
-from eavatar.editor import ExpressionEditor, build_widget, group_labels
+from eavatar.data.expression_labels import group_labels
+from eavatar.ui.editor import ExpressionEditor, build_widget
 from tests.avatar.conftest import make_avatar
 
 

@@ -7,9 +7,9 @@ import torch
 
 from eavatar.data.subject import load_subject
 from eavatar.data.synthetic import SyntheticConfig, generate_synthetic_subject
-from eavatar.fallback import avatar_or_untrained, params_avatar_config, untrained_avatar
+from eavatar.ui.quickstart import avatar_or_untrained, params_avatar_config, untrained_avatar
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def subject(tmp_path_factory):
 
 
 def test_params_config_is_the_committed_default_avatar(tmp_path):
-    (tmp_path / "params.yaml").write_text("train:\n  model:\n    avatar:\n      init: {num_points: 500}\n      generator: {hidden_dim: 16}\n")
+    (tmp_path / "params.yaml").write_text("train:\n  pipeline:\n    model:\n      avatar:\n        init: {num_points: 500}\n        generator: {hidden_dim: 16}\n")
     cfg = params_avatar_config(tmp_path / "params.yaml", num_points=700)
     assert (cfg.init.num_points, cfg.generator.hidden_dim) == (700, 16)
     assert params_avatar_config(REPO / "params.yaml").generator.hidden_dim == 64

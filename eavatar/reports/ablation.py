@@ -1,15 +1,29 @@
-"""The ablation's docs page and figures, made from the runs `eavatar ablation` wrote.
+"""The ablation's tables, docs page and figures, made from the runs `eavatar ablation` wrote.
 
-Kept apart from the command so the page can be rebuilt from finished runs, and so the
-numbers in the page are exactly the ones the command printed.
+Kept apart from the runner (eavatar/pipeline/ablation.py) so the page can be rebuilt from
+finished runs, and so the numbers in the page are exactly the ones the command printed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from eavatar.tracking.history import read_history
+
+#: Columns of the table, in order: key in the per-run rows, header, digits, better direction.
+COLUMNS = [
+    ("psnr", "PSNR (dB)", 2, "higher"),
+    ("ssim", "SSIM", 4, "higher"),
+    ("lpips", "LPIPS", 4, "lower"),
+    ("mouth_psnr", "mouth PSNR", 2, "higher"),
+    ("eyes_psnr", "eyes PSNR", 2, "higher"),
+    ("flicker", "flicker (8-bit)", 3, "lower"),
+    ("num_gaussians", "Gaussians", 0, None),
+]
 
 #: How many test instants the mouth figure shows.
 MOUTH_FRAMES = 4
@@ -17,6 +31,45 @@ MOUTH_FRAMES = 4
 MOUTH_PAD = 6
 #: Training-PSNR logs (one every 25 steps) averaged in the curves: single frames are noisy.
 PSNR_WINDOW = 8
+
+
+def summarise(rows: list[dict], variants: list[str]) -> list[dict]:
+    """Per variant: n, and mean and sample standard deviation (ddof=1) of every column over seeds."""
+    out = []
+    for variant in variants:
+        mine = [r for r in rows if r["variant"] == variant]
+        entry: dict[str, Any] = {"variant": variant, "n": len(mine)}
+        for key, *_ in COLUMNS:
+            values = [r[key] for r in mine if r.get(key) is not None]
+            if len(values) == len(mine) and values:
+                entry[f"{key}_mean"] = float(np.mean(values))
+                entry[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            else:
+                entry[f"{key}_mean"] = entry[f"{key}_std"] = None
+        out.append(entry)
+    return out
+
+
+def markdown_table(summary: list[dict]) -> str:
+    """Mean ± standard deviation over seeds; the best mean of each quality column in bold."""
+    header = "| variant | seeds | " + " | ".join(c[1] for c in COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
+    best = {}
+    for key, _, _, better in COLUMNS:
+        means = [s[f"{key}_mean"] for s in summary if s[f"{key}_mean"] is not None]
+        if better and means:
+            best[key] = max(means) if better == "higher" else min(means)
+    for s in summary:
+        cells = []
+        for key, _, digits, _ in COLUMNS:
+            mean, std = s[f"{key}_mean"], s[f"{key}_std"]
+            if mean is None:
+                cells.append("n/a")
+                continue
+            text = f"{mean:.{digits}f} ± {std:.{digits}f}"
+            cells.append(f"**{text}**" if best.get(key) == mean and len(summary) > 1 else text)
+        lines.append(f"| {s['variant']} | {s['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def paired_deltas(rows: list[dict], variant: str, reference: str, key: str) -> tuple[float, float, int] | None:
@@ -30,8 +83,6 @@ def paired_deltas(rows: list[dict], variant: str, reference: str, key: str) -> t
 
 def delta_lines(rows: list[dict], variants: list[str]) -> list[str]:
     """One line per variant: its paired difference to the baseline (the first variant) per quality metric."""
-    from eavatar.cli.ablation import COLUMNS
-
     reference, lines = variants[0], []
     for variant in variants[1:]:
         parts = []
@@ -104,8 +155,9 @@ def mouth_figure(out: Path, data: Path, variants: list[str], seed: int, path: Pa
     import matplotlib.pyplot as plt
 
     from eavatar.avatar.checkpoint import load_avatar
+    from eavatar.avatar.drive import render_subject_frame
+    from eavatar.data.frames import load_ground_truth
     from eavatar.data.subject import load_subject
-    from eavatar.drive import load_rgb, render_subject_frame
     from eavatar.metrics.regions import load_region_map
 
     subject = load_subject(data)
@@ -117,7 +169,8 @@ def mouth_figure(out: Path, data: Path, variants: list[str], seed: int, path: Pa
         h, w = (int(v) for v in subject.image_sizes[i][::-1])
         y0, y1 = max(ys.min() - MOUTH_PAD, 0), min(ys.max() + MOUTH_PAD + 1, h)
         x0, x1 = max(xs.min() - MOUTH_PAD, 0), min(xs.max() + MOUTH_PAD + 1, w)
-        images = [load_rgb(subject.image_paths[i])]
+        background = torch.tensor(avatars[variants[0]][1].background)
+        images = [load_ground_truth(subject, i, background)]
         for v in variants:
             avatar, info = avatars[v]
             images.append(render_subject_frame(avatar, subject, i, torch.tensor(info.background)).rgb)
@@ -141,18 +194,16 @@ def training_curves(out: Path, variants: list[str], seeds: list[int], path: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from eavatar.cli.ablation import read_history
-
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     for v in variants:
         runs = [read_history(out / v / f"seed{s}" / "history.csv") for s in seeds]
-        n = min(len(h["step"]) for h in runs)
-        step = runs[0]["step"][:n]
-        psnr = np.mean([h["train/psnr"][:n] for h in runs], axis=0)
+        n = min(len(h) for h in runs)
+        step = runs[0]["step"].to_numpy()[:n]
+        psnr = np.mean([h["train/psnr"].to_numpy()[:n] for h in runs], axis=0)
         window = min(PSNR_WINDOW, n)
         axes[0].plot(step[window - 1 :], np.convolve(psnr, np.ones(window) / window, mode="valid"), label=v)
         for ax, key in zip(axes[1:], ("train/num_control", "train/num_gaussians")):
-            ax.plot(step, np.mean([h[key][:n] for h in runs], axis=0), label=v)
+            ax.plot(step, np.mean([h[key].to_numpy()[:n] for h in runs], axis=0), label=v)
     axes[0].set(title=f"PSNR of the training frame (running mean of {PSNR_WINDOW} logs)", xlabel="step", ylabel="dB")
     axes[1].set(title="control Gaussians per training frame", xlabel="step", ylabel="count")
     axes[2].set(title="Gaussians", xlabel="step", ylabel="count")

@@ -14,28 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from eavatar.avatar.drive import orbit_camera
 from eavatar.avatar.model import HeadAvatar
+from eavatar.data.expression_labels import group_labels
+from eavatar.data.frames import to_uint8
 from eavatar.data.subject import Subject
-from eavatar.drive import orbit_camera, to_uint8
-
-#: Slider groups by label keyword, in display order; the rest go to "other".
-GROUPS = {
-    "brows": ("brow",),
-    "eyes": ("blink", "eye", "squint", "wide"),
-    "jaw": ("jaw",),
-    "mouth": ("mouth", "smile", "lip", "pucker", "funnel", "cheek", "dimple", "frown", "press", "stretch", "roll", "shrug"),
-    "nose": ("nose", "sneer"),
-}
-
-
-def group_labels(labels: list[str]) -> dict[str, list[str]]:
-    """Expression labels grouped for sliders (brows, eyes, jaw, mouth, nose, other)."""
-    out: dict[str, list[str]] = {name: [] for name in [*GROUPS, "other"]}
-    for label in labels:
-        low = label.lower()
-        group = next((g for g, keys in GROUPS.items() if any(k in low for k in keys)), "other")
-        out[group].append(label)
-    return {g: v for g, v in out.items() if v}
 
 
 def head_pose_matrix(reference: Tensor, yaw_deg: float, pitch_deg: float) -> Tensor:
@@ -141,7 +124,7 @@ class ExpressionEditor:
         return path
 
     def save_video(self, path: str | Path, track: Tensor, fps: int = 25) -> Path:
-        from eavatar.cli.render import write_video
+        from eavatar.pipeline.render import write_video
 
         return write_video(Path(path), [self.render(code) for code in track], fps)
 

@@ -1,4 +1,4 @@
-"""Sparse per-pixel alpha compositing in pure PyTorch: the CPU backend.
+"""Sparse per-pixel alpha compositing in plain PyTorch: the ``"reference"`` backend, on any device.
 
 gsplat's own PyTorch path still needs CUDA for tile intersection, so this backend does
 the whole pipeline with autograd, sparsely: every Gaussian is paired with the pixels of

@@ -1,13 +1,12 @@
-"""Experiments side by side for notebook 04: MLflow runs, DVC experiments, training curves, metrics, ablation.
+"""Readers of what has been run: MLflow runs and their curves, DVC experiments, training histories.
 
 Every loader returns ``(table or None, note)``: a missing store or file is a note the
-notebook prints, never an exception, so the notebook runs on a fresh clone.
+notebook prints, never an exception, so notebook 04 runs on a fresh clone.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from eavatar.tracking.history import read_history
 from eavatar.tracking.mlflow_run import DEFAULT_EXPERIMENT, flatten
-
-
-def store_uri(root: str | Path = ".") -> str:
-    """MLFLOW_TRACKING_URI, else the project's ``<root>/mlflow.db`` (eavatar.tracking's default, from another cwd)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
 
 
 def _sqlite_file(uri: str) -> Path | None:
@@ -76,7 +71,7 @@ def csv_history(path: str | Path) -> tuple[pd.DataFrame | None, str]:
     path = Path(path)
     if not path.is_file():
         return None, f"{path} not found (written by the train stage)"
-    wide = pd.read_csv(path)
+    wide = read_history(path)
     return wide.melt(id_vars="step", var_name="metric", value_name="value").dropna(), f"{path}: {len(wide)} logged steps"
 
 
@@ -130,69 +125,3 @@ def _dvc_row(entry: dict[str, Any], kind: str) -> dict[str, Any]:
                 if isinstance(value, (int, float, str, bool)) or value is None:
                     row[f"{section}:{file}:{key}" if section == "params" else f"{file}:{key}"] = value
     return row
-
-
-def eval_metrics(path: str | Path) -> tuple[pd.DataFrame | None, str]:
-    """metrics/eval.json as a one-column table of its scalar entries."""
-    path = Path(path)
-    if not path.is_file():
-        return None, f"{path} not found (written by the evaluate stage)"
-    data = flatten(json.loads(path.read_text()))
-    scalars = {k: v for k, v in data.items() if isinstance(v, (int, float, str)) or v is None}
-    return pd.DataFrame({"value": scalars}), f"{path}: {len(scalars)} entries"
-
-
-def ablation_tables(path: str | Path) -> tuple[dict | None, pd.DataFrame | None, pd.DataFrame | None, str]:
-    """metrics/ablation.json: (protocol, runs table, summary table, note); columns are whatever the file has."""
-    path = Path(path)
-    if not path.is_file():
-        return None, None, None, f"{path} not found (written by the ablation command)"
-    try:
-        data = json.loads(path.read_text())
-        runs, summary = pd.DataFrame(data.get("runs") or []), pd.DataFrame(data.get("summary") or [])
-    except ValueError as err:
-        return None, None, None, f"{path}: not valid JSON or not tables ({err})"
-    for table in (runs, summary):
-        if "variant" in table.columns:
-            table.set_index([c for c in ("variant", "seed") if c in table.columns], inplace=True)
-    return data.get("protocol") or {}, runs, summary, f"{path}: {len(runs)} runs, {len(summary)} variants"
-
-
-def curves_figure(history: pd.DataFrame, title: str = "training curves"):
-    """Plotly: one panel per metric of a long (step, metric, value) table, losses on a log axis."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    metrics = list(history["metric"].unique())
-    fig = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, subplot_titles=metrics, vertical_spacing=0.3 / max(len(metrics), 1))
-    for row, metric in enumerate(metrics, start=1):
-        part = history[history["metric"] == metric].sort_values("step")
-        fig.add_trace(go.Scatter(x=part["step"], y=part["value"], mode="lines", name=metric, showlegend=False), row=row, col=1)
-        if str(metric).startswith("loss") and (part["value"] > 0).all():
-            fig.update_yaxes(type="log", row=row, col=1)
-    fig.update_layout(title=title, height=max(180 * len(metrics), 300), margin=dict(t=60, b=30))
-    return fig
-
-
-def ablation_figure(summary: pd.DataFrame):
-    """Plotly: one panel per ``<metric>_mean`` column of the ablation summary, variants as bars, std as error bars."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    means = [c for c in summary.columns if c.endswith("_mean")]
-    fig = make_subplots(rows=1, cols=max(len(means), 1), subplot_titles=[c.removesuffix("_mean") for c in means])
-    for col, mean in enumerate(means, start=1):
-        std = mean.removesuffix("_mean") + "_std"
-        error = dict(type="data", array=summary[std].tolist()) if std in summary.columns else None
-        fig.add_trace(go.Bar(x=[str(v) for v in summary.index], y=summary[mean], error_y=error, showlegend=False), row=1, col=col)
-    fig.update_layout(height=320, width=max(260 * len(means), 400), margin=dict(t=40, b=30))
-    return fig
-
-
-def side_by_side(tables: dict[str, pd.DataFrame | None | str], max_rows: int = 15) -> str:
-    """HTML: titled tables (or notes) next to each other, for display(HTML(...))."""
-    parts = []
-    for title, table in tables.items():
-        body = table.to_html(max_rows=max_rows, max_cols=14, float_format=lambda v: f"{v:.4g}") if isinstance(table, pd.DataFrame) else f"<i>{table}</i>"
-        parts.append(f"<div style='flex:1;min-width:0;overflow-x:auto'><h4>{title}</h4>{body}</div>")
-    return "<div style='display:flex;gap:2em;align-items:flex-start'>" + "".join(parts) + "</div>"

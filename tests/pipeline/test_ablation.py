@@ -1,24 +1,23 @@
-"""The ablation command: params per run, summary statistics, the table, and a tiny end-to-end run."""
+"""The ablation runner: params per run, reuse of finished runs, and a tiny end-to-end run of the command."""
 
 import json
 import shutil
 
-import numpy as np
 import pytest
 import trimesh
 import yaml
 
-from eavatar.ablation_report import paired_deltas
-from eavatar.cli.ablation import deep_merge, markdown_table, run_params, summarise
 from eavatar.cli.main import main
 from eavatar.data.subject import load_subject
+from eavatar.pipeline.ablation import deep_merge, run_params
+from eavatar.reports.ablation import markdown_table
 
 ABLATION = {
-    "max_steps": 30,
+    "max_num_iterations": 30,
     "seeds": [0, 1],
     "variants": {
-        "baseline": {"model": {"avatar": {"control": {"enabled": False}}, "densify": {"deformation_split": False}}},
-        "control_split": {"model": {"avatar": {"control": {"enabled": True}}, "densify": {"deformation_split": True}}},
+        "baseline": {"pipeline": {"model": {"avatar": {"control": {"enabled": False}}, "densify": {"deformation_split": False}}}},
+        "control_split": {"pipeline": {"model": {"avatar": {"control": {"enabled": True}}, "densify": {"deformation_split": True}}}},
     },
 }
 
@@ -32,37 +31,11 @@ def test_deep_merge_overrides_leaves_and_keeps_siblings():
 
 
 def test_run_params_share_the_budget_and_take_the_seed():
-    train = {"max_steps": 3500, "seed": 42, "model": {"densify": {"deformation_split": False, "refine_every": 100}}}
+    train = {"max_num_iterations": 3500, "machine": {"seed": 42}, "pipeline": {"model": {"densify": {"deformation_split": False, "refine_every": 100}}}}
     p = run_params(train, ABLATION, "control_split", 1)
-    assert p["max_steps"] == 30 and p["seed"] == 1
-    assert p["model"]["densify"] == {"deformation_split": True, "refine_every": 100}
-    assert p["model"]["avatar"]["control"]["enabled"] is True
-
-
-def test_summary_is_mean_and_sample_std_and_never_averages_a_partial_column():
-    rows = [
-        {"variant": "a", "seed": 0, "psnr": 20.0, "lpips": 0.1},
-        {"variant": "a", "seed": 1, "psnr": 22.0, "lpips": None},
-        {"variant": "b", "seed": 0, "psnr": 25.0, "lpips": 0.2},
-    ]
-    a, b = summarise(rows, ["a", "b"])
-    assert a["n"] == 2 and a["psnr_mean"] == 21.0 and a["psnr_std"] == pytest.approx(np.std([20, 22], ddof=1))
-    assert a["lpips_mean"] is None  # one seed had no LPIPS: no number rather than a partial mean
-    assert b["psnr_std"] == 0.0 and b["ssim_mean"] is None
-    table = markdown_table([a, b])
-    assert "| a | 2 | 21.00 ± 1.41 |" in table and "**25.00 ± 0.00**" in table and "n/a" in table
-
-
-def test_paired_deltas_pair_by_seed():
-    rows = [
-        {"variant": "base", "seed": 0, "psnr": 20.0},
-        {"variant": "base", "seed": 1, "psnr": 30.0},
-        {"variant": "x", "seed": 1, "psnr": 31.0},
-        {"variant": "x", "seed": 0, "psnr": 23.0},
-    ]
-    mean, std, n = paired_deltas(rows, "x", "base", "psnr")
-    assert (mean, n) == (2.0, 2) and std == pytest.approx(np.std([3.0, 1.0], ddof=1))
-    assert paired_deltas(rows, "x", "base", "ssim") is None
+    assert p["max_num_iterations"] == 30 and p["machine"] == {"seed": 1}
+    assert p["pipeline"]["model"]["densify"] == {"deformation_split": True, "refine_every": 100}
+    assert p["pipeline"]["model"]["avatar"]["control"]["enabled"] is True
 
 
 @pytest.mark.slow
@@ -75,7 +48,7 @@ def test_ablation_end_to_end_writes_the_table_it_prints(tmp_path, capsys):
     # the "full" row's route: a seed mesh as a params override (here a copy of the template, standing in for Stage I)
     seed_mesh = tmp_path / "stage1_mesh.ply"
     shutil.copy(load_subject(tmp_path / "subject").template_mesh, seed_mesh)
-    full = deep_merge(ABLATION["variants"]["control_split"], {"model": {"init_mesh": str(seed_mesh)}})
+    full = deep_merge(ABLATION["variants"]["control_split"], {"pipeline": {"model": {"init_mesh": str(seed_mesh)}}})
     ablation = {**ABLATION, "variants": {**ABLATION["variants"], "full": full}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({**TINY_PARAMS, "ablation": ablation}))
     argv = ["ablation", "--params", p, "--data", str(tmp_path / "subject"), "--out", str(tmp_path / "runs")]
@@ -99,3 +72,4 @@ def test_ablation_end_to_end_writes_the_table_it_prints(tmp_path, capsys):
     mesh.export(seed_mesh)  # same path, other content
     assert main(argv) == 0  # only the runs seeded from that mesh train again
     assert capsys.readouterr().out.count("reusing") == 4
+

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from eavatar.avatar.control import SparseControlConfig
-from eavatar.control_view import build_widget, figure, influence, snapshot
+from eavatar.ui.control_view import build_widget, figure, influence, snapshot
 from tests.avatar.conftest import make_avatar
 
 LABELS = ["jaw_open", "smile", "brow_raise", "blink"]

@@ -1,4 +1,4 @@
-"""What the notebooks and benchmarks use when `dvc repro` has not run: a small subject and an untrained avatar.
+"""What the notebooks and benchmarks start from: the subject and avatar `dvc repro` made, else a small subject and an untrained avatar.
 
 A fresh clone (and CI) has no ``data/`` and no ``artifacts/``; the notebooks must still run
 and their controls must still visibly do something. An untrained avatar's output heads are
@@ -36,11 +36,12 @@ def subject_or_small(path: str | Path) -> tuple[Subject, str]:
 
 
 def params_avatar_config(params: str | Path = "params.yaml", num_points: int | None = None) -> AvatarConfig:
-    """The avatar of ``params.yaml: train.model.avatar`` (the default avatar), optionally re-seeded with ``num_points``."""
-    from eavatar.cli.params import apply_overrides, load_params
+    """The avatar `dvc repro` trains (``ns-train eavatar``'s, with ``params: train`` applied), optionally re-seeded with ``num_points``."""
+    from eavatar.config import apply_overrides, load_params
+    from eavatar.ns.method import eavatar_trainer_config
 
-    overrides = ((load_params(params, "train").get("model") or {}).get("avatar")) or {}
-    cfg = apply_overrides(AvatarConfig(), overrides, "train.model.avatar")
+    trainer = apply_overrides(eavatar_trainer_config(), load_params(params, "train"), f"{params}:train")
+    cfg = trainer.pipeline.model.avatar
     if num_points is not None:
         cfg = dataclasses.replace(cfg, init=dataclasses.replace(cfg.init, num_points=num_points))
     return cfg

@@ -1,0 +1,1 @@
+"""The work of each DVC stage (train, evaluate, render, ...): what the CLI runs after parsing."""
