@@ -1,8 +1,9 @@
 """Densification and pruning of the canonical Gaussians, on gsplat's 3DGS strategy.
 
 gsplat's ``DefaultStrategy`` is plain PyTorch on parameters and optimiser state, so it runs on
-the CPU as well; this module feeds it the screen-space gradients of our renders and adds a
-cap on the number of Gaussians so a CPU step stays bounded.
+the CPU as well; this module feeds it the screen-space gradients of our renders, caps the
+number of Gaussians so a CPU step stays bounded, and adds EAvatar's deformation-aware split,
+all through gsplat's public strategy API.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import torch
 from gsplat.strategy import DefaultStrategy
-from gsplat.strategy.ops import _update_param_with_optimizer
+from gsplat.strategy.ops import duplicate
 from torch import Tensor
 
 from eavatar.render import RenderOutput
@@ -49,23 +50,12 @@ class DensifyConfig:
     (paper: 0.2 next to tau = 0.3, units unstated; we keep that 2:3 ratio to tau)."""
 
 
-class CappedStrategy(DefaultStrategy):
-    """gsplat's DefaultStrategy that stops growing at ``max_gaussians``."""
-
-    max_gaussians: int = 12_000
-
-    def _grow_gs(self, params, optimizers, state, step):
-        if len(params["means"]) >= self.max_gaussians:
-            return 0, 0
-        return super()._grow_gs(params, optimizers, state, step)
-
-
 class Densifier:
     """Owns the strategy and its state; call ``step`` after every backward pass."""
 
     def __init__(self, cfg: DensifyConfig, head_radius: float):
         self.cfg = cfg
-        self.strategy = CappedStrategy(
+        self.strategy = DefaultStrategy(
             prune_opa=cfg.prune_opa,
             grow_grad2d=cfg.grow_grad2d,
             grow_scale3d=cfg.grow_scale3d,
@@ -75,7 +65,6 @@ class Densifier:
             refine_every=cfg.refine_every,
             reset_every=cfg.reset_every,
         )
-        self.strategy.max_gaussians = cfg.max_gaussians
         self.state: dict[str, Any] = self.strategy.initialize_state(scene_scale=head_radius)
         self.last_splits = 0  # deformation-aware splits at the latest refinement (logged)
 
@@ -97,6 +86,8 @@ class Densifier:
             "n_cameras": 1,
             "gaussian_ids": None,
         }
+        # The cap through the strategy's public threshold: no gradient is high enough once it is reached.
+        self.strategy.grow_grad2d = float("inf") if len(params["means"]) >= self.cfg.max_gaussians else self.cfg.grow_grad2d
         self.strategy.step_post_backward(params, optimizers, self.state, step, info, packed=False)
         s = self.strategy
         refining = s.refine_start_iter < step < s.refine_stop_iter and step % s.refine_every == 0
@@ -120,11 +111,14 @@ def split_in_place(params, optimizers: dict[str, torch.optim.Optimizer], state: 
     Children sit at +-0.5 s along the longest axis with that axis shrunk to sqrt(0.75) s (so the
     pair keeps the parent's second moment), and opacity 1 - sqrt(1 - o) (so two overlapping
     copies composite to the parent's opacity). Features and everything else are inherited;
-    their Adam moments start at zero, as in gsplat's own split.
+    their Adam moments start at zero, as in gsplat's own split. The parent becomes the first
+    child in place; gsplat's public ``duplicate`` appends the second.
     """
     from eavatar.render.projection import quat_to_rotmat
 
-    sel, rest = torch.where(mask)[0], torch.where(~mask)[0]
+    sel = torch.where(mask)[0]
+    if len(sel) == 0:
+        return
     scales = torch.exp(params["scales"][sel])
     axis = scales.argmax(dim=-1)
     rot = quat_to_rotmat(params["quats"][sel])
@@ -132,23 +126,14 @@ def split_in_place(params, optimizers: dict[str, torch.optim.Optimizer], state: 
     offset = 0.5 * scales.gather(1, axis[:, None]) * direction
     child_scales = scales.clone()
     child_scales[torch.arange(len(sel)), axis] *= 0.75**0.5
-    opacity = 1.0 - torch.sqrt(1.0 - torch.sigmoid(params["opacities"][sel]))
-
-    def param_fn(name: str, p: Tensor) -> Tensor:
-        if name == "means":
-            children = torch.cat([p[sel] + offset, p[sel] - offset])
-        elif name == "scales":
-            children = torch.log(child_scales).repeat(2, 1)
-        elif name == "opacities":
-            children = torch.logit(opacity.clamp(1e-6, 1 - 1e-6)).repeat(2)
-        else:
-            children = p[sel].repeat([2] + [1] * (p.dim() - 1))
-        return torch.nn.Parameter(torch.cat([p[rest], children]))
-
-    def optimizer_fn(key: str, v: Tensor) -> Tensor:
-        return torch.cat([v[rest], torch.zeros((2 * len(sel), *v.shape[1:]), device=v.device, dtype=v.dtype)])
-
-    _update_param_with_optimizer(param_fn, optimizer_fn, params, optimizers)
-    for k, v in state.items():
-        if isinstance(v, Tensor) and v.shape[:1] == mask.shape:
-            state[k] = torch.cat([v[rest], v[sel].repeat([2] + [1] * (v.dim() - 1))])
+    opacity = torch.logit((1.0 - torch.sqrt(1.0 - torch.sigmoid(params["opacities"][sel]))).clamp(1e-6, 1 - 1e-6))
+    n = len(params["means"])
+    duplicate(params, optimizers, state, mask)  # copies at n .. n + S, zero Adam moments
+    children = torch.cat([sel, torch.arange(n, n + len(sel), device=sel.device)])
+    params["means"].data[children] = torch.cat([params["means"][sel] + offset, params["means"][sel] - offset])
+    params["scales"].data[children] = torch.log(child_scales).repeat(2, 1)
+    params["opacities"].data[children] = opacity.repeat(2)
+    for name, optimizer in optimizers.items():  # the parent's moments belong to a Gaussian that no longer exists
+        for moment in optimizer.state[params[name]].values():
+            if isinstance(moment, Tensor) and moment.shape[:1] == params[name].shape[:1]:
+                moment[sel] = 0

@@ -16,14 +16,16 @@ pytestmark = pytest.mark.slow
 TINY_PARAMS = {
     "synthetic": {"seed": 0, "resolution": 48, "n_cameras": 2, "n_train_sequences": 2, "n_test_sequences": 1, "timesteps_per_sequence": 5, "mesh_subdivisions": 4},
     "train": {
-        "max_steps": 60,
-        "seed": 1,
-        "save_every": 20,
-        "eval_every": 1000,
-        "model": {
-            "avatar": {"init": {"num_points": 800, "feature_dim": 8}, "generator": {"hidden_dim": 32, "num_layers": 2}},
-            "loss": {"lpips_weight": 0.1, "lpips_start_step": 30, "lpips_crop": 32},
-            "densify": {"refine_start": 20, "refine_every": 20, "refine_stop": 50},
+        "max_num_iterations": 60,
+        "machine": {"seed": 1},
+        "steps_per_save": 20,
+        "steps_per_eval_image": 1000,
+        "pipeline": {
+            "model": {
+                "avatar": {"init": {"num_points": 800, "feature_dim": 8}, "generator": {"hidden_dim": 32, "num_layers": 2}},
+                "loss": {"lpips_weight": 0.1, "lpips_start_step": 30, "lpips_crop": 32},
+                "densify": {"refine_start": 20, "refine_every": 20, "refine_stop": 50},
+            }
         },
     },
     "evaluate": {"split": "test"},
