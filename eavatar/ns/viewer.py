@@ -92,8 +92,11 @@ def front_view(subject: Subject) -> HeadView:
     up, front = pose[:3, 1], pose[:3, 2]
     distance = float(np.median(np.linalg.norm(subject.c2w[train, :3, 3] - centre, axis=-1)))
     height, fy = float(subject.image_sizes[train[0], 1]), float(subject.intrinsics[train[0], 1])
-    as_tuple = lambda v: tuple(float(x) for x in v)  # noqa: E731
-    return HeadView(as_tuple(centre + distance * front), as_tuple(centre), as_tuple(up), 2.0 * math.atan(height / (2.0 * fy)))
+    return HeadView(_floats(centre + distance * front), _floats(centre), _floats(up), 2.0 * math.atan(height / (2.0 * fy)))
+
+
+def _floats(v: np.ndarray) -> tuple[float, float, float]:
+    return tuple(float(x) for x in v)  # type: ignore[return-value]
 
 
 class FaceTheHead(ViewerControl):
@@ -106,7 +109,7 @@ class FaceTheHead(ViewerControl):
     def __init__(self, view: HeadView):
         self.view = view
 
-    def _setup(self, viewer) -> None:
+    def _setup(self, viewer) -> None:  # nerfstudio's Viewer, while it builds its GUI
         super()._setup(viewer)
         self.viser_server.scene.set_up_direction(self.view.up)
         self.viser_server.on_client_connect(self.face_the_head)  # runs once the client has sent its camera

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 import eavatar.render.reference as reference
+from eavatar.render.cpu_numba import composite_numba  # imported here, not on first use: numba's cache loading on a viewer's render thread once failed
 from eavatar.render.camera import Camera
 from eavatar.render.projection import project, sh_to_rgb
 
@@ -126,8 +127,6 @@ def _composite(backend: str, *inputs: Tensor):
     """cpu: the compiled loops; reference: autograd compositing, or its equal no-grad variant when
     nothing needs a gradient (tests/render/test_cpu_numba.py holds them equal)."""
     if backend == "cpu":
-        from eavatar.render.cpu_numba import composite_numba
-
         return composite_numba
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         return reference.composite

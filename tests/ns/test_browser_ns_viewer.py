@@ -85,12 +85,14 @@ return [cs[0].left, cs[0].top, cs[0].width, cs[0].height, window.devicePixelRati
 """
 
 
-def canvas_image(driver) -> np.ndarray:  # [H, W, 3] uint8, what the 3D view shows
+def canvas_image(driver, aspect: float) -> np.ndarray:  # [H, W, 3] uint8, what the 3D view shows
+    """The render in the page: the canvas' full height and, from its left, ``aspect`` x that
+    (the control panel floats over the rest; the viewer renders only the part left of it)."""
     from PIL import Image
 
     left, top, width, height, ratio = driver.execute_script(CANVAS_RECT)
     shot = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
-    box = [round(v * ratio) for v in (left, top, left + width, top + height)]
+    box = [round(v * ratio) for v in (left, top, left + min(width, height * aspect), top + height)]
     return np.asarray(shot.crop(box))
 
 
@@ -129,10 +131,10 @@ def test_ns_viewer_shows_the_expression_sliders_and_the_face(viewer, browser, lo
 
     def rendered():  # the stats say "Resolution: 512x393px" once a render has arrived
         m = re.search(r"Resolution:\s*(\d+)\D+(\d+)px", text())
-        return m is not None and int(m.group(1)) > 0
+        return int(m.group(1)) / int(m.group(2)) if m is not None and int(m.group(1)) * int(m.group(2)) > 0 else None
 
     try:
-        wait_for(rendered, 180, "the first render to reach the page", every=1)
+        aspect = wait_for(rendered, 180, "the first render to reach the page", every=1)
     except BaseException:
         print(log_path.read_text()[-4000:])
         raise
@@ -142,7 +144,7 @@ def test_ns_viewer_shows_the_expression_sliders_and_the_face(viewer, browser, lo
     last = {}
 
     def head_in_view():
-        last["image"] = image = canvas_image(browser)
+        last["image"] = image = canvas_image(browser, aspect)
         browser.save_screenshot(str(shot))
         return centre(foreground(image)).mean() > 0.3
 

@@ -1,60 +1,41 @@
-"""nerfstudio's own tools on an ``ns-train eavatar`` run: eval_setup (ns-viewer, ns-eval), the
-viewer's first camera, and the two tools that cannot handle an avatar (ns-export gaussian-splat,
-ns-render camera-path), which must stop early and name the eavatar command to use."""
+"""nerfstudio's tools on an eavatar run, without training one: the viewer's first camera, and the
+two tools that cannot handle an avatar (ns-export gaussian-splat, ns-render camera-path), which
+must stop before loading anything and name the eavatar command to use instead."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import subprocess
 
 import numpy as np
 import pytest
-import torch
 
-from eavatar.avatar.checkpoint import load_avatar
-from eavatar.avatar.drive import render_subject_frame
 from eavatar.data.subject import load_subject
+from eavatar.data.synthetic import generate_synthetic_subject
 from eavatar.ns.tools import UnsupportedTool, unsupported_tool
 from eavatar.ns.viewer import FaceTheHead, HeadView, front_view
-from tests.ns.conftest import ns_script
+from tests.ns.conftest import TINY_SUBJECT, ns_script
 
 
-def test_checkpoints_load_weights_only(ns_run):
-    """torch's default (weights-only) loading, which every nerfstudio tool uses, accepts the checkpoints."""
-    checkpoints = sorted((ns_run.config.parent / "nerfstudio_models").glob("step-*.ckpt"))
-    assert checkpoints
-    for path in checkpoints:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        assert isinstance(state["step"], int) and "pipeline" in state
+@pytest.fixture(scope="module")
+def subject_dir(tmp_path_factory):
+    return generate_synthetic_subject(tmp_path_factory.mktemp("tools") / "subject", TINY_SUBJECT)
 
 
-def test_eval_setup_loads_the_run_and_renders_as_our_own_renderer(ns_run, loaded):
-    from eavatar.ns.model import EAvatarModel
+@pytest.fixture(scope="module")
+def run_config(subject_dir):
+    """The config.yml ``ns-train eavatar`` writes (no checkpoint: the refused tools never get that far)."""
+    from eavatar.ns.method import eavatar_trainer_config
 
-    config, pipeline, checkpoint, step = loaded
-    assert isinstance(pipeline.model, EAvatarModel)
-    saved = sorted((ns_run.config.parent / "nerfstudio_models").glob("step-*.ckpt"))
-    assert checkpoint.name == saved[-1].name == f"step-{step:09d}.ckpt"  # the latest
-    # the avatar nerfstudio loaded is the one the trainer exported: same frame, same pixels
-    avatar, _ = load_avatar(ns_run.avatar)
-    subject = load_subject(ns_run.subject)
-    cameras = pipeline.datamanager.eval_dataset.cameras
-    index = int(cameras.metadata["frame_index"][0])
-    ours = render_subject_frame(avatar, subject, index, pipeline.model.background.cpu()).rgb
-    theirs = pipeline.model.get_outputs_for_camera(cameras[0:1])["rgb"].cpu()
-    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=0)
+    cfg = eavatar_trainer_config()
+    cfg.pipeline.datamanager.dataparser.data = subject_dir
+    cfg.output_dir, cfg.experiment_name, cfg.timestamp = subject_dir.parent / "outputs", "tiny", "run"
+    cfg.save_config()
+    return cfg.get_base_dir() / "config.yml"
 
 
-def test_ns_eval_writes_metrics(ns_run, tmp_path):
-    out = tmp_path / "eval.json"
-    run = subprocess.run([ns_script("ns-eval"), "--load-config", str(ns_run.config), "--output-path", str(out)], cwd=ns_run.root, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    results = json.loads(out.read_text())["results"]
-    assert results["psnr"] > 5 and 0 <= results["lpips"] <= 1
-
-
-def test_front_view_faces_the_head(ns_run):
-    subject = load_subject(ns_run.subject)
+def test_front_view_faces_the_head(subject_dir):
+    subject = load_subject(subject_dir)
     view = front_view(subject)
     pose = subject.head_poses[subject.split("train")[0]]
     towards_camera = np.subtract(view.position, view.look_at)
@@ -71,25 +52,11 @@ def test_front_view_faces_the_head(ns_run):
     assert view.fov == pytest.approx(2 * np.arctan(h / (2 * fy)))
 
 
-class FakeCamera:
-    """viser's CameraHandle as far as FaceTheHead uses it (attribute writes)."""
-
-
-class FakeClient:
-    def __init__(self):
-        self.camera = FakeCamera()
-        self.writes = []
-
-    def atomic(self):
-        import contextlib
-
-        return contextlib.nullcontext()
-
-
 class FakeServer:
+    """viser's server as far as FaceTheHead uses it (scene up direction, client-connect callbacks)."""
+
     def __init__(self):
-        self.up, self.connect = None, []
-        self.scene = self
+        self.up, self.connect, self.scene = None, [], self
 
     def set_up_direction(self, up):
         self.up = up
@@ -98,55 +65,61 @@ class FakeServer:
         self.connect.append(cb)
 
 
-def test_the_viewer_finds_the_control_and_it_turns_each_client_to_the_face(loaded):
-    from nerfstudio.viewer.utils import parse_object
-    from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO as scale
-    from nerfstudio.viewer.viewer_elements import ViewerControl
+class FakeClient:
+    def __init__(self):
+        self.camera = type("Camera", (), {})()  # takes attribute writes, as viser's CameraHandle
 
-    _, pipeline, _, _ = loaded
-    controls = [c for _, c in parse_object(pipeline, ViewerControl, "Custom Elements")]  # what nerfstudio's Viewer sets up
-    face = [c for c in controls if isinstance(c, FaceTheHead)]
-    assert len(face) == 1
+    def atomic(self):
+        return contextlib.nullcontext()
+
+
+def test_face_the_head_sets_the_up_direction_and_turns_each_new_client(subject_dir):
+    from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO as scale
+
     control = FaceTheHead(HeadView(position=(0.0, 0.1, 1.0), look_at=(0.0, 0.1, 0.0), up=(0.0, 1.0, 0.0), fov=0.3))
     viewer, server = type("Viewer", (), {})(), FakeServer()
     viewer.viser_server = server
-    control._setup(viewer)
+    control._setup(viewer)  # what nerfstudio's Viewer does with every ViewerControl of the pipeline
     assert server.up == (0.0, 1.0, 0.0) and server.connect == [control.face_the_head]
     client = FakeClient()
     server.connect[0](client)
-    assert client.camera.position == pytest.approx((0.0, 0.1 * scale, 1.0 * scale))
+    assert client.camera.position == pytest.approx((0.0, 0.1 * scale, 1.0 * scale))  # viser units
     assert client.camera.look_at == pytest.approx((0.0, 0.1 * scale, 0.0))
     assert client.camera.up_direction == (0.0, 1.0, 0.0) and client.camera.fov == 0.3
 
 
-def test_ns_export_gaussian_splat_stops_before_loading_and_names_eavatar_export(ns_run, tmp_path):
+def test_ns_export_gaussian_splat_stops_before_loading_and_names_eavatar_export(run_config, subject_dir, tmp_path):
     out = tmp_path / "exports"
-    run = subprocess.run([ns_script("ns-export"), "gaussian-splat", "--load-config", str(ns_run.config), "--output-dir", str(out)], cwd=ns_run.root, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 1
-    assert f"eavatar export --avatar {ns_run.avatar} --out {out / 'splat.ply'}" in run.stderr
+    run = subprocess.run([ns_script("ns-export"), "gaussian-splat", "--load-config", str(run_config), "--output-dir", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
+    avatar = run_config.parent / "avatar.pt"
+    assert f"eavatar export --avatar {avatar} --out {out / 'splat.ply'}" in run.stderr
+    assert f"eavatar export --avatar {avatar} --data {subject_dir} --frame 0" in run.stderr
     assert "Traceback" not in run.stderr and "Loading latest checkpoint" not in run.stdout  # a message, before loading anything
     assert not (out / "splat.ply").exists()
 
 
-def test_ns_render_camera_path_stops_before_loading_and_names_eavatar_render(ns_run, tmp_path):
+def test_ns_render_camera_path_stops_before_loading_and_names_eavatar_render(run_config, subject_dir, tmp_path):
     from nerfstudio.scripts.render import RenderCameraPath
 
-    tool = RenderCameraPath(load_config=ns_run.config, camera_path_filename=tmp_path / "camera_path.json", output_path=tmp_path / "renders" / "path.mp4")
+    tool = RenderCameraPath(load_config=run_config, camera_path_filename=tmp_path / "camera_path.json", output_path=tmp_path / "renders" / "path.mp4")
     with pytest.raises(UnsupportedTool) as err:
-        tool.main()
+        tool.main()  # what `ns-render camera-path` runs
     message = str(err.value)
     assert "no expression track" in message
-    assert f"eavatar render --avatar {ns_run.avatar} --data {ns_run.subject} --out {tmp_path / 'renders'}" in message
-    assert err.value.code == message  # SystemExit: printed to stderr, exit status 1
+    assert f"eavatar render --avatar {run_config.parent / 'avatar.pt'} --data {subject_dir} --out {tmp_path / 'renders'}" in message
+    assert isinstance(err.value, SystemExit) and err.value.code == message  # printed to stderr, exit status 1, no traceback
 
 
-def test_only_the_unsupported_tools_are_refused(ns_run):
+def test_only_the_unsupported_tools_are_refused(run_config):
     from nerfstudio.scripts.exporter import ExportCameraPoses, ExportGaussianSplat
+    from nerfstudio.scripts.render import RenderInterpolated
 
     def called_by(tool):
         self = tool  # noqa: F841 - what unsupported_tool looks for on the stack, as in the tool's main()
         return unsupported_tool()
 
-    assert called_by(ExportGaussianSplat(load_config=ns_run.config, output_dir=ns_run.root)) is not None
-    assert called_by(ExportCameraPoses(load_config=ns_run.config, output_dir=ns_run.root)) is None
+    assert called_by(ExportGaussianSplat(load_config=run_config, output_dir=run_config.parent)) is not None
+    assert called_by(ExportCameraPoses(load_config=run_config, output_dir=run_config.parent)) is None
+    assert called_by(RenderInterpolated(load_config=run_config)) is None
     assert unsupported_tool() is None
