@@ -72,6 +72,34 @@ def psnr(
     return (-10 * torch.log10(mse)).mean()
 
 
+def ssim_map(
+    pred: Tensor,  # [H, W, 3] or [B, H, W, 3] in [0, 1]
+    gt: Tensor,  # same shape as pred
+) -> Tensor:  # [B, H, W]
+    """Per-pixel SSIM (Wang et al. 2004), averaged over the three channels; NaN on the border.
+
+    Gaussian window of size 11 and sigma 1.5, K1 = 0.01, K2 = 0.03, data range 1. A pixel whose
+    window leaves the image (the 5-pixel border) is NaN, so a mean over any set of pixels is a
+    ``nanmean``: over all of them it is :func:`ssim`, over a region's it is the region's SSIM.
+
+    Returns:
+        [B, H, W] SSIM of each pixel's 11x11 neighbourhood (1 where both images agree).
+
+    >>> ssim_map(torch.rand(16, 16, 3), torch.rand(16, 16, 3)).shape  # torch.Size([1, 16, 16])
+    """
+    pred, gt = _as_batch(pred, gt)
+    if min(pred.shape[1:3]) < SSIM_KERNEL_SIZE:
+        raise ValueError(f"SSIM needs images of at least {SSIM_KERNEL_SIZE}x{SSIM_KERNEL_SIZE} pixels, got {tuple(pred.shape)}")
+    _, full = structural_similarity_index_measure(
+        pred.permute(0, 3, 1, 2), gt.permute(0, 3, 1, 2),
+        gaussian_kernel=True, sigma=SSIM_SIGMA, kernel_size=SSIM_KERNEL_SIZE, data_range=1.0, return_full_image=True,
+    )  # full: [B, 3, H, W]
+    out = torch.full(pred.shape[:3], float("nan"), dtype=full.dtype, device=full.device)
+    r = SSIM_KERNEL_SIZE // 2
+    out[:, r:-r, r:-r] = full[:, :, r:-r, r:-r].mean(dim=1)
+    return out
+
+
 def ssim(
     pred: Tensor,  # [H, W, 3] or [B, H, W, 3] in [0, 1]
     gt: Tensor,  # same shape as pred
@@ -88,15 +116,8 @@ def ssim(
     Returns:
         [] mean SSIM over frames (1 for identical images).
     """
-    pred, gt = _as_batch(pred, gt)
-    if min(pred.shape[1:3]) < SSIM_KERNEL_SIZE:
-        raise ValueError(f"SSIM needs images of at least {SSIM_KERNEL_SIZE}x{SSIM_KERNEL_SIZE} pixels, got {tuple(pred.shape)}")
-    _, ssim_map = structural_similarity_index_measure(
-        pred.permute(0, 3, 1, 2), gt.permute(0, 3, 1, 2),
-        gaussian_kernel=True, sigma=SSIM_SIGMA, kernel_size=SSIM_KERNEL_SIZE, data_range=1.0, return_full_image=True,
-    )  # ssim_map: [B, 3, H, W]
     r = SSIM_KERNEL_SIZE // 2
-    return ssim_map[..., r:-r, r:-r].mean()
+    return ssim_map(pred, gt)[:, r:-r, r:-r].mean()
 
 
 def lpips(

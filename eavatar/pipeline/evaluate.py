@@ -1,88 +1,233 @@
-"""The evaluate stage: PSNR, SSIM, LPIPS (and region PSNR, flicker) of an avatar on a subject split."""
+"""The evaluate stage: image, region, geometric and re-tracking metrics of an avatar on every split.
+
+Per split (docs/metrics.md): PSNR / SSIM / LPIPS of each frame, whole and per face region
+(mouth, eyes, brows, skin) from the ground-truth region maps; temporal flicker; for subjects
+with ground-truth meshes, the geometric error of the posed Gaussians per region; for
+``arkit52`` subjects (videos), the expression accuracy by re-tracking (AED / AKD-like).
+Per-frame tables go to ``<out>/per_frame_<split>.csv`` (and ``geometry_<split>.csv``), the
+averages to the metrics JSON: the headline split's flat at the top, every split under ``splits``.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import torch
 
-from eavatar.config import load_params
+from eavatar.config import ConfigError, load_params
 
-SAMPLE_RENDERS = 4  # side-by-side PNGs kept for the docs and MLflow
+SAMPLE_RENDERS = 4  # side-by-side PNGs per split, kept for the docs and MLflow
+IMAGE_KEYS = ("psnr", "ssim", "lpips")  # averaged only when every frame has one (never a partial LPIPS)
 
 
-def evaluate(avatar_path: Path, data: Path, split: str, out: Path) -> dict:
-    """Metrics of every frame of ``split``; writes per_frame.json and sample PNGs under ``out``.
+@dataclass
+class EvalOptions:
+    """params.yaml ``evaluate`` (docs/metrics.md)."""
+
+    splits: list[str] | None = None  # None: every split of the subject but train
+    headline: str = "test"  # the split whose averages sit flat at the top of the metrics JSON
+    geometry_instants: int = 16  # per split: ground-truth meshes compared with the posed Gaussians (0: none)
+    geometry_min_opacity: float = 0.5  # Gaussians at least this opaque are the avatar's surface
+    retrack: str | bool = "auto"  # Face Landmarker re-tracking: "auto" (arkit52 subjects), true, false
+
+    @classmethod
+    def from_params(cls, params_file: Path) -> "EvalOptions":
+        """The ``evaluate`` section; ``split: X`` (one split, also the headline) is still read."""
+        section = dict(load_params(params_file, "evaluate"))
+        where = f"{params_file}: evaluate"
+        unknown = set(section) - {"split", "splits", "headline", "geometry_instants", "geometry_min_opacity", "retrack"}
+        if unknown:
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key (have splits, headline, geometry_instants, geometry_min_opacity, retrack)")
+        if "split" in section:
+            if "splits" in section or "headline" in section:
+                raise ConfigError(f"{where}.split: give either split (one split) or splits + headline, not both")
+            section["splits"] = section["headline"] = section.pop("split")
+        splits = section.pop("splits", "all")
+        if isinstance(splits, str):
+            splits = None if splits == "all" else [splits]
+        elif not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+            raise ConfigError(f"{where}.splits: 'all' or a list of split names, got {splits!r}")
+        if section.get("retrack", "auto") not in ("auto", True, False):
+            raise ConfigError(f"{where}.retrack: auto, true or false, got {section['retrack']!r}")
+        for key, kind in (("geometry_instants", int), ("geometry_min_opacity", float)):
+            if key in section:
+                try:
+                    section[key] = kind(section[key])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{where}.{key}: expected a number, got {section[key]!r}") from None
+        opts = cls(splits=splits, **section)
+        if opts.splits is not None and opts.headline not in opts.splits:
+            raise ConfigError(f"{where}.headline: {opts.headline!r} is not among evaluate.splits {opts.splits}")
+        return opts
+
+
+def evaluate(avatar_path: Path, data: Path, split: str, out: Path, options: EvalOptions | None = None) -> dict:
+    """Averages of one split (what the ablation reads); its tables and samples under ``out``."""
+    return evaluate_splits(avatar_path, data, [split], out, options)[split]
+
+
+def evaluate_splits(avatar_path: Path, data: Path, splits: list[str] | None, out: Path, options: EvalOptions | None = None) -> dict[str, dict]:
+    """Metrics of every frame of each split (None: every split but train) -> {split: averages}.
 
     The target is each frame's ground truth (its image through its mask over the avatar's
-    background, eavatar.data.frames). Besides PSNR / SSIM / LPIPS: PSNR inside the mouth and eye
-    regions when the subject has region maps, and temporal flicker over consecutive timesteps.
+    background, eavatar.data.frames). Writes ``per_frame_<split>.csv``, ``geometry_<split>.csv``
+    (subjects with meshes) and sample PNGs (ground truth | render) under ``out``.
     """
     from eavatar.avatar.checkpoint import load_avatar
-    from eavatar.avatar.drive import render_subject_frame
-    from eavatar.data.frames import load_ground_truth, to_uint8
     from eavatar.data.subject import load_subject
-    from eavatar.metrics.image import image_metrics
-    from eavatar.metrics.regions import load_region_map, region_psnr
-    from eavatar.metrics.temporal import FlickerMeter
     from eavatar.render.device import default_device
 
+    options = options or EvalOptions()
     device = default_device()
     avatar, info = load_avatar(avatar_path, device)
     subject = load_subject(data)
+    names = [s for s in subject.splits if s != "train"] if splits is None else list(splits)
+    if splits is None and options.headline not in names:
+        raise ConfigError(f"{subject.transforms_path}: no split {options.headline!r} to head the metrics (have {', '.join(names) or 'none but train'}); set evaluate.headline")
     background = torch.tensor(info.background, device=device)
-    indices = sorted(subject.split(split), key=lambda i: (subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i])))
-    samples = {indices[k] for k in np.linspace(0, len(indices) - 1, SAMPLE_RENDERS).round().astype(int)}
     out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for split in names:
+        print(f"evaluate: split {split}", file=sys.stderr, flush=True)
+        results[split] = evaluate_split(avatar, subject, split, background, out, options)
+    return results
+
+
+def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: Path, options: EvalOptions) -> dict:
+    """Averages of one split; writes its per-frame CSVs and sample PNGs under ``out``."""
+    from eavatar.avatar.drive import render_subject_frame
+    from eavatar.data.frames import load_ground_truth, to_uint8
+    from eavatar.metrics.image import image_metrics
+    from eavatar.metrics.regions import load_region_map, region_metrics
+    from eavatar.metrics.temporal import FlickerMeter
+
+    indices = sorted(subject.split(split), key=lambda i: (subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i])))
+    if not len(indices):
+        from eavatar.data.subject import SubjectError
+
+        raise SubjectError(f"{subject.transforms_path}: splits.{split}: no frames to evaluate")
+    samples = {indices[k] for k in np.linspace(0, len(indices) - 1, SAMPLE_RENDERS).round().astype(int)}
     rows, unavailable, flicker = [], None, FlickerMeter()
-    for i in indices:
-        pred = render_subject_frame(avatar, subject, int(i), background).rgb
-        gt = load_ground_truth(subject, int(i), background)
-        m = image_metrics(pred, gt)
-        unavailable = m.pop("lpips_unavailable", unavailable)
-        if subject.region_paths[i] is not None:
-            m.update(region_psnr(pred, gt, load_region_map(subject.region_paths[i]), subject.region_labels))
-        flicker.add(subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i]), pred, gt)
-        rows.append({"frame": int(i), "sequence": subject.sequences[i], "camera": int(subject.camera_indices[i]), **m})
-        if i in samples:
-            iio.imwrite(out / f"sample_{int(i):05d}.png", to_uint8(torch.cat([gt, pred], dim=1)))
+    retrack, retrack_note = _retracker(subject, options)
+    try:
+        for i in indices:
+            seq, cam, t = subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i])
+            pred = render_subject_frame(avatar, subject, int(i), background).rgb
+            gt = load_ground_truth(subject, int(i), background)
+            row = {"frame": int(i), "sequence": seq, "camera": cam, "timestep": t, **image_metrics(pred, gt)}
+            unavailable = row.pop("lpips_unavailable", unavailable)
+            if subject.region_paths[i] is not None:
+                row.update(region_metrics(pred, gt, load_region_map(subject.region_paths[i]), subject.region_labels))
+            if retrack is not None:
+                row.update(retrack.add(seq, cam, t, to_uint8(pred), to_uint8(gt)))
+            flicker.add(seq, cam, t, pred, gt)
+            rows.append(row)
+            if i in samples:
+                iio.imwrite(out / f"sample_{split}_{int(i):05d}.png", to_uint8(torch.cat([gt, pred], dim=1)))
+    finally:
+        if retrack is not None:
+            retrack.tracker.close()
     rows.sort(key=lambda r: r["frame"])
-    (out / "per_frame.json").write_text(json.dumps(rows, indent=1))
+    write_csv(out / f"per_frame_{split}.csv", rows)
     summary = {"split": split, "num_frames": len(rows), "resolution": [int(v) for v in subject.image_sizes[indices[0]]]}
     summary.update(average_rows(rows))
     summary["flicker"] = flicker.mean()
+    if retrack is not None:
+        from eavatar.metrics.retrack import summarise_retrack
+
+        summary.update(summarise_retrack(rows))
+    elif retrack_note:
+        summary["retrack_unavailable"] = retrack_note
     if unavailable:
         summary["lpips_unavailable"] = unavailable
+    geometry = _geometry(avatar, subject, split, out, options)
+    if geometry is not None:
+        summary["geometry"] = geometry
     return summary
 
 
-def average_rows(rows: list[dict]) -> dict[str, float | None]:
-    """Means of the per-frame metrics: PSNR / SSIM / LPIPS only when every frame has one (never a
-    partial LPIPS); a region score over the frames where the region was visible."""
-    summary: dict[str, float | None] = {}
-    for key in ("psnr", "ssim", "lpips"):
+def _retracker(subject, options: EvalOptions):
+    """A RetrackMeter when this subject is re-tracked, else (None, why not when it should have been)."""
+    if options.retrack is False or (options.retrack == "auto" and subject.expression_space != "arkit52"):
+        return None, None
+    from eavatar.data.face_tracker import FaceModelMissing
+    from eavatar.metrics.retrack import FaceRetracker, RetrackMeter
+
+    try:
+        return RetrackMeter(FaceRetracker()), None
+    except FaceModelMissing as err:
+        if options.retrack is True:
+            raise
+        return None, str(err)
+
+
+def _geometry(avatar, subject, split: str, out: Path, options: EvalOptions) -> dict | None:
+    """Per-region geometric error on up to ``geometry_instants`` instants with ground-truth meshes; None without."""
+    from eavatar.metrics.geometry import distinct_frames, region_geometry_metrics
+
+    frames = distinct_frames(subject, split, options.geometry_instants) if options.geometry_instants > 0 else []
+    if not frames:
+        return None
+    summary, rows = region_geometry_metrics(avatar, subject, frames, options.geometry_min_opacity)
+    write_csv(out / f"geometry_{split}.csv", rows)
+    return summary
+
+
+def average_rows(rows: list[dict]) -> dict[str, float | int | None]:
+    """Means of the per-frame image metrics: PSNR / SSIM / LPIPS only when every frame has one;
+    a region's score over the frames where the region was visible, with their count
+    (``{region}_frames``)."""
+    from eavatar.metrics.regions import REGION_METRICS, SCORED_REGIONS
+
+    summary: dict[str, float | int | None] = {}
+    for key in IMAGE_KEYS:
         values = [r[key] for r in rows if r.get(key) is not None]
         summary[key] = float(np.mean(values)) if values and len(values) == len(rows) else None
-    for key in sorted({k for r in rows for k in r if k.endswith("_psnr")}):
-        values = [r[key] for r in rows if r.get(key) is not None]
-        summary[key] = float(np.mean(values)) if values else None
+    for region in SCORED_REGIONS:
+        if not any(f"{region}_psnr" in r for r in rows):
+            continue
+        for metric in REGION_METRICS:
+            values = [r[f"{region}_{metric}"] for r in rows if r.get(f"{region}_{metric}") is not None]
+            summary[f"{region}_{metric}"] = float(np.mean(values)) if values else None
+        summary[f"{region}_frames"] = sum(r.get(f"{region}_psnr") is not None for r in rows)
     return summary
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows as CSV, columns in order of first appearance; None is an empty cell (NaN in pandas)."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns, restval="")
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+
+
+def metrics_document(results: dict[str, dict], headline: str) -> dict:
+    """The metrics JSON: the headline split's averages flat at the top, each split's under ``splits``."""
+    if headline not in results:
+        raise ConfigError(f"evaluate.headline: split {headline!r} was not evaluated (evaluated: {', '.join(results)})")
+    return {"headline": headline, **results[headline], "splits": results}
 
 
 def evaluate_stage(params_file: Path, avatar: Path, data: Path, out: Path, metrics: Path) -> dict:
-    """``eavatar evaluate``: :func:`evaluate` on params ``evaluate.split``, the averages into ``metrics``, an MLflow run."""
-    from eavatar.tracking.mlflow_run import TrackedRun
+    """``eavatar evaluate``: :func:`evaluate_splits` on params ``evaluate``, the metrics JSON, an MLflow run."""
+    from eavatar.tracking.mlflow_run import TrackedRun, flatten
 
-    split = load_params(params_file, "evaluate").get("split", "test")
-    summary = evaluate(avatar, data, split, out)
+    options = EvalOptions.from_params(params_file)
+    results = evaluate_splits(avatar, data, options.splits, out, options)
+    document = metrics_document(results, options.headline)
     metrics.parent.mkdir(parents=True, exist_ok=True)
-    metrics.write_text(json.dumps(summary, indent=2))
-    with TrackedRun(run_name=f"evaluate-{split}", tags={"stage": "evaluate", "avatar": str(avatar)}) as run:
-        run.log_params({"split": split, "avatar": str(avatar), "data": str(data)})
-        run.log_metrics({f"{split}/{k}": v for k, v in summary.items() if isinstance(v, float) and math.isfinite(v)})
+    metrics.write_text(json.dumps(document, indent=2))
+    with TrackedRun(run_name=f"evaluate-{options.headline}", tags={"stage": "evaluate", "avatar": str(avatar)}) as run:
+        run.log_params({"splits": ",".join(results), "headline": options.headline, "avatar": str(avatar), "data": str(data)})
+        flat = flatten(results)
+        run.log_metrics({k.replace(".", "/", 1): v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)})
         run.log_artifacts([metrics, out], artifact_path="evaluation")
-    return summary
+    return document
