@@ -70,6 +70,8 @@ TRAINING_PLAN = (
     (("pucker", "jaw_open"), ("smile", "blink_left", "blink_right"), ("jaw_open",)),
 )
 FRAMES_PER_SLOT = 7  # a 0 -> 1 -> 0 swing takes about this many timesteps
+HELDOUT_MAX_DISTANCE = 0.6  # held-out sequences are redrawn until every code is this close (Euclidean) to a training code
+HELDOUT_TRIES = 50  # ... at most this many times (then the closest draw is kept)
 
 # Held-out cameras (yaw, pitch in degrees), between and slightly above the training cameras.
 HELDOUT_VIEWS = {"multiview": ((0.0, 5.0), (-24.0, 28.0), (40.0, -12.0)), "monocular": ((30.0, 5.0), (-30.0, 5.0))}
@@ -87,7 +89,7 @@ class SyntheticConfig:
     n_train_sequences: int = 6
     n_test_sequences: int = 2  # whole sequences held out for test
     timesteps_per_sequence: int = 20
-    mesh_subdivisions: int = 5  # mesh resolution level (5: about 11,000 skin vertices; each level less halves the spacing)
+    mesh_subdivisions: int = 5  # mesh resolution level (5: about 12,000 vertices; each level less doubles the spacing)
     supersampling: int = 2  # rays per pixel side (anti-aliased edges and soft masks)
 
     def __post_init__(self) -> None:
@@ -210,7 +212,7 @@ class ProceduralHead:
         # seeded skin detail, so the avatar has texture to fit and seeds differ
         self.freq = rng.normal(size=(6, 3)) * 3.0
         self.phase = rng.uniform(0, 2 * np.pi, size=6)
-        self.tint = rng.normal(size=(6, 3)) * 0.02
+        self.tint = rng.normal(size=(6, 3)) * 0.012
         n_spots = int(rng.integers(35, 95))
         self.spots = np.stack([rng.uniform(-1.1, 1.1, n_spots), rng.uniform(-0.6, 0.5, n_spots)], 1)
         self.spot_r = rng.uniform(0.015, 0.035, n_spots)
@@ -240,11 +242,12 @@ class ProceduralHead:
         dup = {int(self.slit_row * n_c + c): n_r * n_c + 2 + k for k, c in enumerate(interior)}
         faces = _grid_faces(n_r, n_c, wrap=True)
         below_slit = np.concatenate([np.arange(n_c * (n_r - 1)) // n_c] * 2) == self.slit_row - 1  # cells whose top row is the lip line
-        for old, new in dup.items():
-            faces[below_slit] = np.where(faces[below_slit] == old, new, faces[below_slit])
+        remap = np.arange(n_r * n_c + 2 + len(interior))
+        remap[list(dup)] = list(dup.values())
+        faces[below_slit] = remap[faces[below_slit]]  # the cells below the lip line use the lower lip's copies
         c = np.arange(n_c)
         faces = np.concatenate([faces, np.stack([np.full(n_c, bottom), (c + 1) % n_c, c], 1), np.stack([np.full(n_c, top), (n_r - 1) * n_c + c, (n_r - 1) * n_c + (c + 1) % n_c], 1)])
-        self.skin_u, self.skin_e, self.skin_lower = u, e, lower
+        self.skin_u, self.skin_e, self.skin_lower, self.skin_dirs = u, e, lower, _dirs(u, e)
         self.n_skin = len(u)
         self.upper_edge = np.array([self.slit_row * n_c + c for c in slit_cols])
         self.lower_edge = np.array([dup.get(int(self.slit_row * n_c + c), self.slit_row * n_c + c) for c in slit_cols])
@@ -258,14 +261,16 @@ class ProceduralHead:
         self.n_prof = max(9, int(round(26 / np.sqrt(s))))
         self.profile = self._cavity_profile(self.n_prof)
         k = len(slit_cols)
-        grid = np.arange(self.n_prof * k).reshape(self.n_prof, k) + offset
-        grid[0], grid[-1] = self.upper_edge, self.lower_edge  # shares the lip-edge vertices of the skin
-        cav = _grid_faces(self.n_prof, k, wrap=False)
-        cav = grid.ravel()[cav]
-        self.cavity_range = (offset, offset + self.n_prof * k)
+        grid = np.concatenate([self.upper_edge[None], np.arange((self.n_prof - 2) * k).reshape(-1, k) + offset, self.lower_edge[None]])
+        cav = grid.ravel()[_grid_faces(self.n_prof, k, wrap=False)]  # its first and last rows are the skin's lip edges
+        j = np.arange(1, self.n_prof - 2)
+        left, right = grid[:, 0], grid[:, -1]  # close the pocket at the mouth corners (fans from the corner vertex)
+        caps = [np.stack([np.full(len(j), left[0]), left[j], left[j + 1]], 1), np.stack([np.full(len(j), right[0]), right[j + 1], right[j]], 1)]
+        cav = np.concatenate([cav, *caps])
+        self.cavity_range = (offset, offset + (self.n_prof - 2) * k)
         parts_faces.append(cav)
         part_ids.append(np.full(len(cav), CAVITY))
-        offset += self.n_prof * k
+        offset += (self.n_prof - 2) * k
 
         # teeth: two arches of a closed tube (4-corner cross-section)
         self.n_arch = 10 * max(2, int(round(5 / s))) + 1
@@ -301,7 +306,38 @@ class ProceduralHead:
         self.n_vertices = offset
         self.faces = np.concatenate(parts_faces).astype(np.int64)
         self.parts = np.concatenate(part_ids).astype(np.int8)
+        self._rigid_parts()
         self._orient()
+
+    def _rigid_parts(self) -> None:
+        """Rest positions and texture coordinates of the teeth arches (tubes of a 4-corner section) and the tongue."""
+        I = self.id
+        centre = self._neutral(np.zeros(1), np.full(1, I.mouth_e))[0]  # the middle of the lip line
+        corner_x = abs(self._neutral(np.array([I.mouth_w]), np.array([I.mouth_e]))[0, 0])
+        arch = np.linspace(-1.0, 1.0, self.n_arch)  # across the arch; the ends curve back by 0.012
+        half_w, back = 0.8 * corner_x, 0.012 / (1 - np.cos(1.0))
+        x, z_back = half_w * np.sin(arch) / np.sin(1.0), back * (1 - np.cos(arch))
+        tangent = np.stack([half_w * np.cos(arch) / np.sin(1.0), np.zeros_like(arch), -back * np.sin(arch)], 1)
+        normal = np.cross(tangent, [0.0, 1.0, 0.0])
+        normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+        normal *= np.sign(normal[:, 2:3])
+        gap = (1 - np.abs(np.sin(np.pi * (arch + 1) / 2 * 10))) ** 2  # between two of the ten teeth
+        self.rest_teeth = []
+        for j, upper in enumerate((True, False)):
+            if upper:  # incisors overlap the lower ones in front (overbite); shorter toward the sides
+                front_z, y_top, y_bot = centre[2] - 0.0058, np.full_like(arch, centre[1] + 0.014), centre[1] - 0.0035 + 0.005 * arch**2 + 0.0016 * gap
+            else:
+                front_z, y_top, y_bot = centre[2] - 0.0088, centre[1] + 0.0004 - 0.003 * arch**2 - 0.0014 * gap, np.full_like(arch, centre[1] - 0.0125)
+            front = np.stack([x, np.zeros_like(x), front_z - z_back], 1)
+            behind = front - 0.003 * normal
+            ring = np.stack([front + _y(y_bot), front + _y(y_top), behind + _y(y_top), behind + _y(y_bot)], 1)  # [n_arch, 4, 3]
+            h = np.tile([0.0, 1.0, 1.0, 0.0] if upper else [1.0, 0.0, 0.0, 1.0], self.n_arch)  # 1 at the gum
+            canon = np.stack([np.repeat(arch, 4), h, np.full(len(h), j), np.zeros(len(h))], 1)
+            self.rest_teeth.append((ring.reshape(-1, 3), canon))
+        axes = np.array([0.62 * corner_x, 0.0062, 0.0165])
+        d = self.tongue_dirs
+        shape = d * axes * np.where(d[:, 2] > 0, 1 - 0.15 * d[:, 1] ** 2, 1.0)[:, None]  # a narrower tip
+        self.rest_tongue = np.array([0.0, centre[1] - 0.0074, centre[2] - 0.0295]) + shape
 
     def _orient(self) -> None:
         """Flip whole parts whose faces mostly point inward, so vertex normals face the viewer."""
@@ -319,9 +355,7 @@ class ProceduralHead:
         """Samples [n, 3] of (depth behind the lip edge, height above it, t in [0, 1]) from the upper lip edge (t = 0) round the
         palate and throat to the lower lip edge (t = 1), at the centre of the mouth (head-space units)."""
         upper = [(0.0, 0.0), (0.0025, 0.0035), (0.0045, 0.0095), (0.0062, 0.0135), (0.012, 0.0138), (0.022, 0.016), (0.034, 0.014), (0.043, 0.007)]
-        lower = [(d, -h) for d, h in upper[::-1]]
-        lower[-5:-3] = [(0.012, -0.0138), (0.0062, -0.0135)]
-        pts = np.array(upper + [(0.047, 0.0)] + lower)
+        pts = np.array(upper + [(0.047, 0.0)] + [(d, -h) for d, h in upper[::-1]])
         arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
         t = np.linspace(0.0, 1.0, n)
         return np.stack([np.interp(t * arc[-1], arc, pts[:, 0]), np.interp(t * arc[-1], arc, pts[:, 1]), t], 1)
@@ -340,7 +374,7 @@ class ProceduralHead:
             r += 0.05 * _smooth_bump(np.hypot(u - side * I.eye_u, e - I.brow_e - 0.04), 0.18)  # brow ridge
             r += 0.06 * _smooth_bump(np.hypot(u - side * 1.55, e - 0.05), 0.22)  # ears
             r += I.cheekbone * _smooth_bump(np.hypot(u - side * 0.62, e + 0.02), 0.3)
-        r -= I.jaw_narrow * _smoothstep((-e - 0.5) / 0.6) * _smoothstep((np.cos(u) + 0.2) / 1.2)  # jaw line narrows
+        r -= I.jaw_narrow * _smoothstep((-e - 0.5) / 0.6) * _smoothstep((np.cos(e) * np.cos(u) + 0.2) / 1.2)  # jaw line narrows
         return r
 
     def _neutral(self, u: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -357,7 +391,7 @@ class ProceduralHead:
         base = _smoothstep((I.mouth_e + 0.12 - e) / 0.24)
         m = _smooth_bump(np.abs(u) / I.mouth_w, 1.0) * _smooth_bump(np.abs(e - I.mouth_e) / 0.35, 1.0)
         w = (1 - m) * base + m * lower
-        front = np.maximum(_smooth_bump(np.maximum(np.abs(u) - 1.2, 0.0), 0.7), _smoothstep((-e - 1.1) / 0.3))
+        front = _smoothstep((np.cos(e) * np.cos(u) + 0.45) / 0.6)  # the back of the head stays (the hinge is near the ears)
         return w * front
 
     def _rotate_jaw(self, p: np.ndarray, angle: np.ndarray) -> np.ndarray:
@@ -365,8 +399,8 @@ class ProceduralHead:
         c, s = np.cos(angle), np.sin(angle)
         return self.hinge + np.stack([q[:, 0], c * q[:, 1] - s * q[:, 2], s * q[:, 1] + c * q[:, 2]], -1)
 
-    def _offsets(self, u: np.ndarray, e: np.ndarray, p: np.ndarray, code: np.ndarray) -> np.ndarray:
-        """Expression displacements of skin points (after the jaw): pucker, smile, brows and wrinkles."""
+    def _offsets(self, u: np.ndarray, e: np.ndarray, lower: np.ndarray, p: np.ndarray, code: np.ndarray) -> np.ndarray:
+        """Expression displacements of skin points (after the jaw): upper lip, pucker, smile, brows and wrinkles."""
         I = self.id
         jaw, smile, brow, _, _, pucker = (float(x) for x in code)
         d = _dirs(u, e)
@@ -375,6 +409,7 @@ class ProceduralHead:
         front = _smoothstep((np.cos(u) - 0.2) / 0.5)
         lips = _smooth_bump(np.abs(e - I.mouth_e) / (I.lip_half_e + 0.06), 1.0) * _smooth_bump(np.abs(u) / (I.mouth_w + 0.12), 1.0)
         off[:, 2] += 0.009 * pucker * lips * front
+        off[:, 1] += 0.003 * jaw * lips * ~lower  # the upper lip lifts off the teeth as the mouth opens
         off[:, 0] -= 0.28 * pucker * lips * p[:, 0]
         for side in (-1, 1):
             corner = _smooth_bump(np.hypot(u - side * I.mouth_w, e - I.mouth_e), 0.25)
@@ -402,7 +437,7 @@ class ProceduralHead:
 
     def _skin_at(self, u: np.ndarray, e: np.ndarray, lower: np.ndarray, code: np.ndarray) -> np.ndarray:
         p = self._rotate_jaw(self._neutral(u, e), JAW_MAX_ANGLE * float(code[JAW]) * self._jaw_weight(u, e, lower))
-        return p + self._offsets(u, e, p, code)
+        return p + self._offsets(u, e, lower, p, code)
 
     def _lid_edge(self, x: np.ndarray, blink: float) -> np.ndarray:
         """Height of the upper lid's edge across the eye (eye-radius units): open 0.6, closed below the eye."""
@@ -427,53 +462,22 @@ class ProceduralHead:
         depth, height, t = (np.repeat(self.profile[:, i], k) for i in range(3))
         edge = self._neutral(uc, np.full(len(uc), I.mouth_e))
         hs = 0.15 + 0.85 * np.sqrt(np.clip(1 - (uc / I.mouth_w) ** 2, 0, 1))
-        rest = edge + np.stack([edge[:, 0] * 0.35 * _smoothstep(depth / 0.02), height * hs, -depth * (0.4 + 0.6 * hs)], 1)
+        rest = edge + np.stack([edge[:, 0] * 0.12 * _smoothstep(depth / 0.02), height * hs, -depth * (0.7 + 0.3 * hs)], 1)
         m = _smooth_bump(np.abs(uc) / I.mouth_w, 1.0)
         w = (1 - m) * 0.5 + m * _smoothstep((t - 0.42) / 0.16)
         pos = self._rotate_jaw(rest, JAW_MAX_ANGLE * jaw * w)
-        side = t > 0.5
-        lip_edge = self._rotate_jaw(edge, JAW_MAX_ANGLE * jaw * ((1 - m) * 0.5 + m * side))
-        pos += self._offsets(uc, np.full(len(uc), I.mouth_e), lip_edge, code) * (1 - _smoothstep(depth / 0.012))[:, None]
-        V[a:b] = pos
-        C[a:b, :3] = np.stack([uc, t, depth], 1)
-        # teeth: upper on the skull, lower on the jaw
-        centre = self._neutral(np.zeros(1), np.full(1, I.mouth_e))[0]
-        corner_x = abs(self._neutral(np.array([I.mouth_w]), np.array([I.mouth_e]))[0, 0])
-        arch = np.linspace(-1.0, 1.0, self.n_arch)
-        for j, (lo, hi) in enumerate(self.teeth_ranges):
-            upper = j == 0
-            ang = arch * 1.0
-            half_w = 0.8 * corner_x
-            front_z = centre[2] - (0.0058 if upper else 0.0088)
-            x = half_w * np.sin(ang) / np.sin(1.0)
-            z = front_z - 0.012 * (1 - np.cos(ang)) / (1 - np.cos(1.0))
-            tangent = np.stack([half_w * np.cos(ang) / np.sin(1.0), np.zeros_like(ang), -0.012 * np.sin(ang) / (1 - np.cos(1.0))], 1)
-            normal = np.cross(tangent, [0.0, 1.0, 0.0])
-            normal /= np.linalg.norm(normal, axis=1, keepdims=True)
-            normal *= np.sign(normal[:, 2:3] + 1e-12)
-            phase = (arch + 1) / 2 * 10
-            gap = (1 - np.abs(np.sin(np.pi * phase))) ** 2
-            if upper:
-                y_top, y_bot = np.full_like(arch, centre[1] + 0.014), centre[1] - 0.0016 + 0.004 * arch**2 + 0.0016 * gap
-            else:
-                y_top, y_bot = centre[1] + 0.0004 - 0.003 * arch**2 - 0.0014 * gap, np.full_like(arch, centre[1] - 0.0125)
-            front = np.stack([x, np.zeros_like(x), z], 1)
-            back = front - 0.003 * normal
-            ring = np.stack([front + _y(y_bot), front + _y(y_top), back + _y(y_top), back + _y(y_bot)], 1)  # [n_arch, 4, 3]
-            pts = ring.reshape(-1, 3)
-            if not upper:
-                pts = self._rotate_jaw(pts, np.full(len(pts), JAW_MAX_ANGLE * jaw))
-            V[lo:hi] = pts
-            h = np.tile([0.0, 1.0, 1.0, 0.0], self.n_arch) if upper else np.tile([1.0, 0.0, 0.0, 1.0], self.n_arch)
-            C[lo:hi, :3] = np.stack([np.repeat(arch, 4), h, np.full(len(pts), j)], 1)
-        # tongue
-        lo, hi = self.tongue_range
-        axes = np.array([0.62 * corner_x, 0.0062, 0.0165])
-        tip = self.tongue_dirs[:, 2] > 0
-        shape = self.tongue_dirs * axes * np.where(tip, 1 - 0.15 * self.tongue_dirs[:, 1] ** 2, 1.0)[:, None]
-        pts = np.array([0.0, centre[1] - 0.0074, centre[2] - 0.0295]) + shape
-        V[lo:hi] = self._rotate_jaw(pts, np.full(len(pts), JAW_MAX_ANGLE * jaw))
-        C[lo:hi, :3] = self.tongue_dirs
+        e_front = I.mouth_e + height * hs / (I.semi_axes[1] * np.cos(I.mouth_e))  # the skin in front of each cavity point
+        pos += self._offsets(uc, e_front, t > 0.5, pos, code) * (1 - 0.6 * _smoothstep(depth / 0.03))[:, None]
+        V[a:b] = pos.reshape(self.n_prof, k, 3)[1:-1].reshape(-1, 3)
+        C[a:b, :3] = np.stack([uc, t, depth], 1).reshape(self.n_prof, k, 3)[1:-1].reshape(-1, 3)
+        # teeth (upper on the skull, lower on the jaw) and tongue (on the jaw): rigid parts
+        (ulo, uhi), (llo, lhi) = self.teeth_ranges
+        tlo, thi = self.tongue_range
+        V[ulo:uhi], C[ulo:uhi] = self.rest_teeth[0]
+        V[llo:lhi], C[llo:lhi] = self.rest_teeth[1]
+        V[tlo:thi], C[tlo:thi, :3] = self.rest_tongue, self.tongue_dirs
+        V[llo:lhi] = self._rotate_jaw(V[llo:lhi], np.full(lhi - llo, JAW_MAX_ANGLE * jaw))
+        V[tlo:thi] = self._rotate_jaw(V[tlo:thi], np.full(thi - tlo, JAW_MAX_ANGLE * jaw))
         # eyelids: shells just above the skin whose edge comes down with the blink
         n_ly, n_lx = self.lid_shape
         for (lo, hi), side, blink in zip(self.lid_ranges, (1, -1), (code[BLINK_L], code[BLINK_R])):  # the subject's left eye is at +x
@@ -499,9 +503,11 @@ class ProceduralHead:
         vertices, canon = self.geometry(expression)
         vertex_part = np.zeros(self.n_vertices, dtype=np.int8)
         vertex_part[self.faces.ravel()] = np.repeat(self.parts, 3)
-        colors = self.albedo(canon, vertex_part, expression)
+        colors, regions = self.albedo(canon, vertex_part, expression, with_regions=True)
         rgba = np.concatenate([np.round(colors * 255), np.full((len(colors), 1), 255)], 1).astype(np.uint8)
-        return trimesh.Trimesh(vertices, self.faces, vertex_colors=rgba, process=False)
+        mesh = trimesh.Trimesh(vertices, self.faces, vertex_colors=rgba, process=False)
+        mesh.vertex_attributes["region"] = regions.astype(np.uint8)  # REGION_LABELS per vertex: per-region geometry metrics
+        return mesh
 
     # -- texture -----------------------------------------------------------------------------
     def albedo(self, canon: np.ndarray, parts: np.ndarray, expression: np.ndarray, with_regions: bool = False):
@@ -519,7 +525,7 @@ class ProceduralHead:
         col = np.clip(col, 0.0, 1.0)
         return (col, region) if with_regions else col
 
-    def _skin_albedo(self, canon: np.ndarray, expression: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _skin_albedo(self, canon: np.ndarray, expression: np.ndarray, lid: bool = False) -> tuple[np.ndarray, np.ndarray]:
         I = self.id
         jaw, smile, brow = (float(x) for x in expression[:3])
         dirs = canon[:, :3] / np.linalg.norm(canon[:, :3], axis=1, keepdims=True)
@@ -534,22 +540,35 @@ class ProceduralHead:
             hit = np.isfinite(dist[:, j])
             spots[hit] = np.maximum(spots[hit], _smooth_bump(dist[hit, j], self.spot_r[idx[hit, j]]))
         col = col * (1 - 0.6 * spots[:, None]) + I.freckle * 0.6 * spots[:, None]
-        forehead, grooves = self._wrinkles(u, e)
-        col *= (1 - 0.3 * brow * forehead * grooves)[:, None]  # forehead wrinkles darken with raised brows
+        face = np.nonzero((np.abs(u) < 1.0) & (e > -0.8) & (e < I.hairline + 0.05))[0]  # every feature below lies in here
+        col[face], region[face] = self._face_features(u[face], e[face], col[face], region[face], jaw, smile, brow, lid)
+        hair = (e > I.hairline - 0.35 * _smoothstep((-np.cos(u) + 0.3) / 1.0)) & ~((np.abs(u) < 0.9) & (e < I.hairline + 0.13))
+        col[hair] = I.hair * (1 + 0.08 * np.sin(u[hair] * 60))[:, None]
+        region[hair] = REGION_LABELS["hair"]
+        return col, region
+
+    def _face_features(self, u, e, col, region, jaw: float, smile: float, brow: float, lid: bool):
+        """Wrinkles, blush, folds, brows, eyes and lips over the face's colours and labels."""
+        I = self.id
+        if brow > 0:
+            forehead, grooves = self._wrinkles(u, e)
+            col *= (1 - 0.3 * brow * forehead * grooves)[:, None]  # forehead wrinkles darken with raised brows
         for side in (-1, 1):
-            blush = 0.4 * smile * _smooth_bump(np.hypot(u - side * CHEEK_U, e - CHEEK_E), 0.18)[:, None]
-            col = col * (1 - blush) + I.blush * blush
-            fold = _segment_distance(u, e, (side * 0.2, -0.2), (side * (I.mouth_w + 0.1), I.mouth_e - 0.08))
-            col *= (1 - 0.18 * smile * _smooth_bump(fold, 0.03))[:, None]
+            if smile > 0:
+                blush = 0.4 * smile * _smooth_bump(np.hypot(u - side * CHEEK_U, e - CHEEK_E), 0.18)[:, None]
+                col = col * (1 - blush) + I.blush * blush
+                fold = _segment_distance(u, e, (side * 0.2, -0.2), (side * (I.mouth_w + 0.1), I.mouth_e - 0.08))
+                col *= (1 - 0.18 * smile * _smooth_bump(fold, 0.03))[:, None]
             brows = (np.abs(u - side * I.eye_u) < 0.2) & (np.abs(e - I.brow_e - 0.015 * np.cos((u - side * I.eye_u) * 6)) < 0.035)
             col[brows] = I.brow
             region[brows] = REGION_LABELS["brows"]
-            d_eye = np.hypot(u - side * I.eye_u, e - I.eye_e)
-            eye = d_eye < I.eye_r
-            eye_col = np.where((d_eye < 0.018)[:, None], PUPIL, np.where((d_eye < 0.043)[:, None], I.iris, SCLERA))
-            col[eye] = eye_col[eye]
-            col[eye & (d_eye > I.eye_r - 0.012) & (e < I.eye_e)] = LASH * 2  # lower lash line
-            region[eye] = REGION_LABELS["eyes"]
+            if not lid:  # the eyeball (lids are skin over it)
+                d_eye = np.hypot(u - side * I.eye_u, e - I.eye_e)
+                eye = d_eye < I.eye_r
+                eye_col = np.where((d_eye < 0.018)[:, None], PUPIL, np.where((d_eye < 0.043)[:, None], I.iris, SCLERA))
+                col[eye] = eye_col[eye]
+                col[eye & (d_eye > I.eye_r - 0.012) & (e < I.eye_e)] = LASH * 2  # lower lash line
+                region[eye] = REGION_LABELS["eyes"]
         # lips, and the dark line where they meet (it fades as they part)
         du, de = np.abs(u), e - I.mouth_e
         lips = (du < I.mouth_w * np.sqrt(np.clip(1 - (de / I.lip_half_e) ** 2, 0, 1))) & (np.abs(de) < I.lip_half_e)
@@ -557,14 +576,13 @@ class ProceduralHead:
         line = lips & (np.abs(de) < 0.01)
         col[line] = col[line] * (1 - 0.55 * (1 - _smoothstep(jaw / 0.15)))
         region[lips] = REGION_LABELS["mouth"]
-        hair = (e > I.hairline - 0.35 * _smoothstep((-np.cos(u) + 0.3) / 1.0)) & ~((np.abs(u) < 0.9) & (e < I.hairline + 0.13))
-        col[hair] = I.hair * (1 + 0.08 * np.sin(u[hair] * 60))[:, None]
-        region[hair] = REGION_LABELS["hair"]
         return col, region
 
     def _lid_albedo(self, canon: np.ndarray, expression: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        col, region = self._skin_albedo(canon, expression)
-        col = col * 0.94
+        col, region = self._skin_albedo(canon, expression, lid=True)
+        u, e = _angles(canon[:, :3] / np.linalg.norm(canon[:, :3], axis=1, keepdims=True))
+        d_eye = np.minimum(np.hypot(u - self.id.eye_u, e - self.id.eye_e), np.hypot(u + self.id.eye_u, e - self.id.eye_e))
+        col = col * (1 - 0.07 * _smooth_bump(d_eye, 1.1 * self.id.eye_r))[:, None]  # a little shadow over the eye
         lash = canon[:, 3] < 0.14
         col[lash] = LASH
         return col, np.where(region == REGION_LABELS["brows"], region, REGION_LABELS["eyes"]).astype(np.uint8)
@@ -705,28 +723,24 @@ def training_track(rng: np.random.Generator, groups: list[tuple[str, ...]], step
     return np.clip(track, 0.0, 1.0)
 
 
-def heldout_track(rng: np.random.Generator, n_slots: int, steps: int) -> np.ndarray:
-    """A held-out trajectory [steps, 6]: new groups (a training group or a new pair), new amplitudes and timing.
+PARTNERS = {"jaw_open": ("smile", "pucker"), "smile": ("jaw_open",), "brow_raise": ("blink_left", "blink_right"), "blink_left": ("blink_right",), "blink_right": ("blink_left",), "pucker": ("jaw_open",)}
 
-    The first slot always opens the jaw (with something else), so every held-out sequence tests the mouth."""
+
+def heldout_track(rng: np.random.Generator, primaries: list[str], steps: int) -> np.ndarray:
+    """A held-out trajectory [steps, 6]: slot k swings ``primaries[k]`` (amplitude 0.6-0.95) with a partner (0.3-0.9):
+    a common partner of it or any other coefficient, with new timing and new amplitude ratios."""
     t = np.arange(steps, dtype=np.float64)
     track = _background(rng, steps)
-    length = steps / n_slots
-    flat = [g for row in TRAINING_PLAN for g in row]
-    for k in range(n_slots):
-        if k == 0:
-            group = ("jaw_open", str(rng.choice(["smile", "pucker", "brow_raise", "blink_left", "blink_right"])))
-        elif rng.random() < 0.5:
-            group = flat[int(rng.integers(len(flat)))]
-        else:
-            group = tuple(str(x) for x in rng.choice(EXPRESSION_LABELS, size=2, replace=False))
+    length = steps / len(primaries)
+    for k, primary in enumerate(primaries):
+        others = [x for x in EXPRESSION_LABELS if x != primary]
+        partner = str(rng.choice(PARTNERS[primary])) if rng.random() < 0.5 else str(rng.choice(others))
         centre = (k + 0.5) * length - 0.5 + (rng.uniform(-1.0, 1.0) if length > 4 else 0.0)
         width = 0.5 * length + rng.uniform(0.3, 1.5)
-        for name in group:
+        for name, amp in ((primary, rng.uniform(0.6, 0.95)), (partner, rng.uniform(0.3, 0.9))):
             shift = int(rng.integers(-2, 3)) if length >= 5 else 0
             c = float(np.clip(np.round(centre + shift), 0, steps - 1))
             i = EXPRESSION_LABELS.index(name)
-            amp = rng.uniform(0.7, 0.95) if (k == 0 and name == "jaw_open") else rng.uniform(0.45, 0.95)
             track[:, i] = np.maximum(track[:, i], amp * _swing(t, c, width))
     _natural_blink(rng, track)
     return np.clip(track, 0.0, 1.0)
@@ -770,10 +784,21 @@ def plan_sequences(cfg: SyntheticConfig) -> list[SequencePlan]:
         groups = [flat[(i * n_slots + k) % len(flat)] for k in range(n_slots)]
         plans.append(SequencePlan(f"train_{i:02d}", True, training_track(rng, groups, steps), head_pose_track(pose_rng, steps, yaw)))
     train = np.concatenate([p.expressions for p in plans])
-    lo, hi = train.min(0), train.max(0)
+    lo, hi, tree = train.min(0), train.max(0), cKDTree(train)
+    order = [EXPRESSION_LABELS[k] for k in rng.permutation(len(EXPRESSION_LABELS))]
     for i in range(cfg.n_test_sequences):
-        track = np.clip(heldout_track(rng, n_slots, steps), lo, hi)
-        plans.append(SequencePlan(f"test_{i:02d}", False, track, head_pose_track(pose_rng, steps, yaw)))
+        primaries = [order[(i * n_slots + k) % len(order)] for k in range(n_slots)]
+        if "jaw_open" not in primaries:  # every held-out sequence opens the mouth
+            primaries[int(rng.integers(n_slots))] = "jaw_open"
+        best = None
+        for _ in range(HELDOUT_TRIES):  # redraw until every code is near the training codes
+            track = np.clip(heldout_track(rng, primaries, steps), lo, hi)
+            far = float(tree.query(track)[0].max())
+            if best is None or far < best[0]:
+                best = (far, track)
+            if far <= HELDOUT_MAX_DISTANCE:
+                break
+        plans.append(SequencePlan(f"test_{i:02d}", False, best[1], head_pose_track(pose_rng, steps, yaw)))
     return plans
 
 
