@@ -24,6 +24,12 @@ class LossConfig:
     """Side of the random square crop LPIPS sees (paper: "random crops", size unstated)."""
     lpips_start_step: int = 1000
     """LPIPS joins after this step, once the coarse image is right (a CPU-budget choice)."""
+    mouth_weight: float = 0.0
+    """Extra weight of mouth pixels in L_rgb's L1: weight 1 + mouth_weight there (needs region
+    maps; the paper weights no region). Where the expression detail is, the gradients that drive
+    densification are larger too."""
+    eyes_weight: float = 0.0
+    """Extra weight of eye pixels in L_rgb's L1, as ``mouth_weight``."""
 
 
 def random_crop(pred: Tensor, gt: Tensor, size: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -42,12 +48,15 @@ def image_losses(
     cfg: LossConfig,
     step: int,
     lpips_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+    pixel_weights: Tensor | None = None,  # [H, W]
 ) -> dict[str, Tensor]:
     """Weighted loss terms by name; their sum is the training loss.
 
-    ``lpips_fn`` takes two [B, 3, h, w] images in [0, 1] and returns [B] distances.
+    ``lpips_fn`` takes two [B, 3, h, w] images in [0, 1] and returns [B] distances;
+    ``pixel_weights`` (see :func:`region_weights`) weight L1 per pixel.
     """
-    l1 = (pred - gt).abs().mean()
+    error = (pred - gt).abs()
+    l1 = (error * pixel_weights[..., None]).mean() if pixel_weights is not None else error.mean()
     ssim = structural_similarity_index_measure(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None], data_range=1.0)
     losses = {"rgb": cfg.rgb_weight * ((1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1 - ssim))}
     if cfg.lpips_weight > 0 and lpips_fn is not None:
@@ -57,3 +66,19 @@ def image_losses(
             p, g = random_crop(pred, gt, cfg.lpips_crop)
             losses["lpips"] = cfg.lpips_weight * lpips_fn(p.permute(2, 0, 1)[None], g.permute(2, 0, 1)[None]).mean()
     return losses
+
+
+def region_weights(
+    regions: Tensor,  # [H, W] integer labels
+    labels: dict[str, int],
+    cfg: LossConfig,
+) -> Tensor | None:  # [H, W]
+    """1 everywhere, 1 + ``mouth_weight`` on mouth pixels and 1 + ``eyes_weight`` on eye pixels
+    (None when no region is weighted)."""
+    extra = {name: w for name, w in (("mouth", cfg.mouth_weight), ("eyes", cfg.eyes_weight)) if w and name in labels}
+    if not extra:
+        return None
+    weights = torch.ones(regions.shape, dtype=torch.float32, device=regions.device)
+    for name, w in extra.items():
+        weights[regions == labels[name]] += w
+    return weights

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Type
 
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
+from nerfstudio.data.datasets.base_dataset import InputDataset
+
+from eavatar.metrics.regions import load_region_map
 
 from eavatar.ns.tools import refuse_unsupported_tool
 from eavatar.ns.viewer import FaceTheHead, front_view
@@ -28,7 +31,18 @@ class EAvatarDatamanagerConfig(FullImageDatamanagerConfig):
     cache_images_type: Literal["uint8", "float32"] = "uint8"
 
 
-class EAvatarDatamanager(FullImageDatamanager):
+class EAvatarDataset(InputDataset):
+    """nerfstudio's dataset plus each frame's face-region map (``batch["regions"]``, [H, W] uint8)
+    where the subject has one: the loss can weight the mouth and the eyes."""
+
+    def get_metadata(self, data: dict) -> dict:
+        subject = self._dataparser_outputs.metadata["subject"]
+        frame = int(self._dataparser_outputs.cameras.metadata["frame_index"][data["image_idx"]])
+        path = subject.region_paths[frame]
+        return {} if path is None else {"regions": load_region_map(path)}
+
+
+class EAvatarDatamanager(FullImageDatamanager[EAvatarDataset]):
     def __init__(self, config: EAvatarDatamanagerConfig, *args, **kwargs):
         refuse_unsupported_tool(config.dataparser.data)  # ns-export gaussian-splat, ns-render camera-path: stop before loading
         super().__init__(config, *args, **kwargs)

@@ -13,7 +13,7 @@ from torch.nn import Parameter
 
 from eavatar.avatar.densify import DensifyConfig, Densifier
 from eavatar.avatar.gaussians import PARAM_NAMES, CanonicalGaussians, load_mesh
-from eavatar.avatar.losses import LossConfig, image_losses
+from eavatar.avatar.losses import LossConfig, image_losses, region_weights
 from eavatar.avatar.model import AvatarConfig, HeadAvatar
 from eavatar.data.frames import ground_truth
 from eavatar.data.subject import Subject
@@ -168,7 +168,10 @@ class EAvatarModel(Model):
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
         lpips_fn = load_lpips("alex", device=self.device) if self.config.loss.lpips_weight > 0 else None  # cached, not a submodule
-        return image_losses(outputs["rgb"], self._gt(batch), self.config.loss, self.step, lpips_fn)
+        weights = None
+        if "regions" in batch:
+            weights = region_weights(batch["regions"].to(self.device), self.kwargs["metadata"]["subject"].region_labels, self.config.loss)
+        return image_losses(outputs["rgb"], self._gt(batch), self.config.loss, self.step, lpips_fn, weights)
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, torch.Tensor]:
         return {

@@ -35,3 +35,22 @@ def test_random_crop_is_the_same_window_of_both_images():
     torch.testing.assert_close(pb, pa + 1)
     full, _ = random_crop(a, a, 64)
     assert full.shape == a.shape
+
+
+def test_region_weights_raise_the_mouth_and_eyes_and_change_only_l1():
+    from eavatar.avatar.losses import LossConfig, image_losses, region_weights
+
+    regions = torch.zeros(8, 8, dtype=torch.uint8)
+    regions[2:4, 2:4] = 2  # mouth
+    regions[5, 5] = 3  # eyes
+    labels = {"skin": 1, "mouth": 2, "eyes": 3}
+    assert region_weights(regions, labels, LossConfig()) is None  # the paper's loss: no region weighted
+    w = region_weights(regions, labels, LossConfig(mouth_weight=3.0, eyes_weight=1.0))
+    assert w[2, 2] == 4.0 and w[5, 5] == 2.0 and w[0, 0] == 1.0
+    gt = torch.rand(8, 8, 3)
+    pred = gt.clone()
+    pred[2, 2] += 0.5  # an error in the mouth only
+    cfg = LossConfig(ssim_lambda=0.0, lpips_weight=0.0)
+    plain = image_losses(pred, gt, cfg, 0)["rgb"]
+    weighted = image_losses(pred, gt, cfg, 0, pixel_weights=w)["rgb"]
+    torch.testing.assert_close(weighted, 4.0 * plain)

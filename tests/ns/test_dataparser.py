@@ -34,3 +34,18 @@ def test_a_broken_subject_fails_with_the_file_named(tmp_path):
     (tmp_path / "transforms.json").write_text("{")
     with pytest.raises(ValueError, match="transforms.json: broken JSON"):
         EAvatarDataParserConfig(data=tmp_path).setup().get_dataparser_outputs("train")
+
+
+def test_the_dataset_hands_each_frame_its_region_map(subject_dir):
+    """The loss's region weights need the frame's own region map, not another frame's."""
+    from eavatar.metrics.regions import load_region_map
+    from eavatar.ns.datamanager import EAvatarDataset
+
+    outputs = EAvatarDataParserConfig(data=subject_dir).setup().get_dataparser_outputs("train")
+    dataset = EAvatarDataset(outputs)
+    subject = outputs.metadata["subject"]
+    for idx in (0, len(dataset) - 1):
+        data = dataset.get_data(idx, image_type="uint8")
+        frame = int(outputs.cameras.metadata["frame_index"][idx])
+        assert torch.equal(data["regions"], load_region_map(subject.region_paths[frame]))
+        assert data["regions"].shape == data["image"].shape[:2]
