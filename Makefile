@@ -20,7 +20,13 @@ bench: setup
 	python benchmarks/bench_rasterizer.py
 	python benchmarks/bench_editor_latency.py
 
-# The ablation (its own DVC pipeline: 4 variants x 3 seeds, 45 minutes on 2 cores shared with other jobs), then the cost of its components.
+# The ablation as DVC experiments (4 variants x 3 seeds; 45 minutes on 2 cores shared with other jobs, JOBS=1):
+# the subject and Stage I mesh it needs (cached by DVC, where each queued experiment checks them out), one
+# experiment per run on JOBS queue workers (DVC's run cache replays the unchanged ones), the report from the
+# finished experiments (metrics/ablation.json, docs/ablation.md), then the cost of its components.
+JOBS ?= 1
 ablation: setup
-	dvc repro ablation/dvc.yaml
+	dvc repro dvc.yaml:geometry
+	eavatar ablation queue --jobs $(JOBS)
+	eavatar ablation report
 	python benchmarks/bench_control_cost.py

@@ -1,30 +1,41 @@
-"""The ablation runner: each variant, several seeds, one budget; then the table, page and figures.
+"""One run of the ablation: a variant of params.yaml ``ablation`` at one seed, trained, evaluated, its mouth crops.
 
-Every (variant, seed) trains with `eavatar train` (a subprocess, so runs share no state) on the
-same subject and budget, then is evaluated on the held-out split. A run already finished with
-the same parameters and seed mesh is reused, so a killed ablation continues where it stopped.
-Writes the per-run rows and per-variant mean and spread (metrics/ablation.json), the page
-(docs/ablation.md, eavatar.reports.ablation), the figures, and an MLflow run with all of it.
+This is the work of ablation/dvc.yaml's ``run`` stage (``eavatar ablation run``), which DVC runs
+once per experiment: ``eavatar ablation queue`` queues one experiment per variant and seed
+(``dvc exp run --queue -S ablation.variant=V -S ablation.seed=K``). The run's training
+parameters are the train section with the variant's overrides, the seed and the shared budget
+(:func:`run_params`); it writes
+
+- ``<out>/avatar.pt``, ``<out>/params.yaml`` (the train section it used) and ``<out>/eval/``
+  (per-frame tables, sample renders): DVC-cached outputs, ``dvc exp apply`` brings them back;
+- the metrics (``metrics/ablation/run.json``: test-split PSNR / SSIM / LPIPS, region PSNR,
+  flicker, Gaussians, training time), the training history (``history.csv``) and the mouth
+  crops (``mouth_crops.png``: ground truth | render around the mouth at the report's test
+  frames, an image ``dvc plots`` shows), kept in each experiment's commit (uncached metrics and
+  plots keep DVC's run cache usable), where ``eavatar ablation report`` reads them.
+
+Nothing here knows of DVC: the stage reruns when its deps (the import closure of this command,
+the subject, the seed mesh, its params) change, and DVC's run cache replays a run already made.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
-import subprocess
-import sys
+import math
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
-from eavatar.config import load_params
-from eavatar.reports import ablation as report
-from eavatar.tracking.history import read_history
+from eavatar.config import ConfigError, load_params
 
 BUDGET = "max_num_iterations"  # the ablation section's key for the shared step budget
+#: How many test instants the mouth crops show, and the pixels of context around the mouth's box.
+MOUTH_FRAMES = 4
+MOUTH_PAD = 6
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -41,82 +52,135 @@ def run_params(train: dict, ablation: dict, variant: str, seed: int) -> dict:
     return deep_merge(train, deep_merge(overrides, {"machine": {"seed": int(seed)}, BUDGET: int(ablation[BUDGET])}))
 
 
-def run_key(params: dict, where: str) -> dict:
-    """What decides whether a finished run can be reused: its params and the hash of its seed mesh
-    (a new Stage I mesh at the same path trains again)."""
-    mesh = ((params.get("pipeline") or {}).get("model") or {}).get("init_mesh", "")
-    if not mesh:
-        return params
-    if not Path(mesh).is_file():
-        raise FileNotFoundError(f"{where}: pipeline.model.init_mesh {mesh}: file not found (make it with `eavatar geometry` or `dvc repro geometry`)")
-    return {**params, "init_mesh_sha256": hashlib.sha256(Path(mesh).read_bytes()).hexdigest()}
+def run_settings(params_file: Path, variant: str | None = None, seed: int | None = None) -> tuple[str, int, dict]:
+    """(variant, seed, train section) of one run: ``ablation.variant`` / ``ablation.seed`` unless given."""
+    ablation = load_params(params_file, "ablation")
+    where = f"{params_file}: ablation"
+    for key in ("variants", BUDGET):
+        if key not in ablation:
+            raise ConfigError(f"{where}.{key}: missing")
+    variant = ablation.get("variant") if variant is None else variant
+    seed = ablation.get("seed") if seed is None else seed
+    if variant not in ablation["variants"]:
+        raise ConfigError(f"{where}.variant: {variant!r} is not one of ablation.variants ({', '.join(ablation['variants'])})")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"{where}.seed: an integer, got {seed!r}")
+    return variant, seed, run_params(load_params(params_file, "train"), ablation, variant, seed)
 
 
-def train_run(run_dir: Path, params: dict, data: Path, run_name: str) -> float:
-    """Train one run through `eavatar train`; returns its wall time in seconds."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "params.yaml").write_text(yaml.safe_dump({"train": params}, sort_keys=False))
-    cmd = [sys.executable, "-m", "eavatar.cli.main", "train", "--params", str(run_dir / "params.yaml"), "--data", str(data)]
-    cmd += ["--out", str(run_dir / "train"), "--history", str(run_dir / "history.csv"), "--run-name", run_name]
-    start = time.perf_counter()
-    log = run_dir / "train.log"
-    with log.open("w") as f:
-        if subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode != 0:
-            raise SystemExit(f"{run_name}: training failed; see {log}")
-    return time.perf_counter() - start
+def scalars(summary: dict) -> dict:
+    """The numbers of an evaluation summary (nested dicts kept), for a DVC metrics file."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            if inner := scalars(value):
+                out[key] = inner
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, (int, float)) and math.isfinite(value):
+            out[key] = value
+        elif value is None:
+            out[key] = None
+    return out
 
 
-def run_one(run_dir: Path, params: dict, data: Path, run_name: str) -> dict:
-    """Train and evaluate one (variant, seed), or reuse its row when it already ran with these params."""
+def run_variant(params_file: Path, data: Path, out: Path, metrics: Path, history: Path, crops: Path, variant: str | None = None, seed: int | None = None) -> dict:
+    """``eavatar ablation run``: train, evaluate on the test split, crop the mouths; returns the metrics.
+
+    Training goes to ``<out>/train`` (nerfstudio's run: it resumes there when the stage runs
+    again in the same workspace with the same config); ``<out>/avatar.pt`` is its result.
+    """
     from eavatar.pipeline.evaluate import evaluate
+    from eavatar.pipeline.train import check_inputs, train, training_config
+    from eavatar.tracking.history import read_history
 
-    row_path = run_dir / "row.json"
-    key = run_key(params, run_name)
-    if row_path.is_file():
-        row = json.loads(row_path.read_text())
-        if row.get("params") == key:
-            print(f"{run_name}: reusing {row_path}")
-            return row
-    print(f"{run_name}: training {params[BUDGET]} steps", flush=True)
-    seconds = train_run(run_dir, params, data, run_name)
-    summary = evaluate(run_dir / "train" / "avatar.pt", data, "test", run_dir / "eval")
-    row = {k: v for k, v in summary.items() if k in {c[0] for c in report.COLUMNS}}
-    row["num_gaussians"] = float(read_history(run_dir / "history.csv")["train/num_gaussians"].iloc[-1])
+    variant, seed, params = run_settings(params_file, variant, seed)
+    where = f"{params_file}: ablation.variants.{variant}"
+    cfg = training_config(params, data, out / "train", where)
+    cfg.mlflow_run_name = f"ablation/{variant}/seed{seed}"
+    check_inputs(cfg, data, where)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "params.yaml").write_text(yaml.safe_dump({"variant": variant, "seed": seed, "train": params}, sort_keys=False))
+    print(f"ablation run {variant} seed {seed}: training {params[BUDGET]} steps", flush=True)
+    start = time.perf_counter()
+    trained = train(cfg, data, out / "train", history)
+    seconds = time.perf_counter() - start
+    avatar = out / "avatar.pt"
+    avatar.write_bytes(trained.read_bytes())
+    summary = evaluate(avatar, data, "test", out / "eval")
+    row = scalars(summary)
+    row["num_gaussians"] = float(read_history(history)["train/num_gaussians"].dropna().iloc[-1])
     row["train_seconds"] = seconds  # wall time on a possibly shared machine: docs/benchmarks.md has the controlled cost
-    row["params"] = key
-    row_path.write_text(json.dumps(row, indent=1))
+    row["step_seconds"] = seconds / max(int(params[BUDGET]), 1)
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps(row, indent=1))
+    save_mouth_crops(avatar, data, crops)
     return row
 
 
-def run_ablation(params_file: Path, data: Path, out: Path, metrics: Path, page: Path, figures: Path) -> str:
-    """``eavatar ablation``: every (variant, seed) of params ``ablation``, then metrics, page, figures and an MLflow run.
+def mouth_frames(subject, count: int = MOUTH_FRAMES) -> list[int]:
+    """Test frames of the most frontal camera with the largest mouth region (open mouths show the difference)."""
+    from eavatar.metrics.regions import load_region_map
 
-    Returns the markdown table.
-    """
-    from eavatar.tracking.mlflow_run import TrackedRun
+    test = subject.split("test")
+    offsets: dict[int, list[float]] = {}
+    for i in test:
+        offsets.setdefault(int(subject.camera_indices[i]), []).append(abs(float(subject.c2w[i, 0, 3])))
+    frontal = min(offsets, key=lambda c: np.mean(offsets[c]))  # the camera nearest the x = 0 plane
+    mouth = subject.region_labels["mouth"]
+    frames = [int(i) for i in test if subject.camera_indices[i] == frontal]
+    area = {i: int((load_region_map(subject.region_paths[i]) == mouth).sum()) for i in frames}
+    return sorted(sorted(frames, key=area.get, reverse=True)[: count * 3 : 3])  # open mouths, not all from one instant
 
-    train = load_params(params_file, "train")
-    ablation = load_params(params_file, "ablation")
-    for key in ("variants", "seeds", BUDGET):
-        if key not in ablation:
-            raise SystemExit(f"{params_file}:ablation.{key}: missing")
-    variants, seeds = list(ablation["variants"]), [int(s) for s in ablation["seeds"]]
-    rows = []
-    for variant in variants:
-        for seed in seeds:
-            name = f"ablation/{variant}/seed{seed}"
-            row = run_one(out / variant / f"seed{seed}", run_params(train, ablation, variant, seed), data, name)
-            rows.append({"variant": variant, "seed": seed, **{k: v for k, v in row.items() if k != "params"}})
-    summary = report.summarise(rows, variants)
-    protocol = {"subject": str(data), "split": "test", "max_steps": int(ablation[BUDGET]), "seeds": seeds, "variants": ablation["variants"]}
-    metrics.parent.mkdir(parents=True, exist_ok=True)
-    metrics.write_text(json.dumps({"protocol": protocol, "runs": rows, "summary": summary}, indent=1))
-    table = report.markdown_table(summary)
-    images = report.figures(out, data, variants, seeds, figures)
-    report.write_report(page, table, protocol, rows, images)
-    with TrackedRun(run_name="ablation", tags={"stage": "ablation"}) as tracked:
-        tracked.log_params(protocol)
-        for s in summary:
-            tracked.log_metrics({f"{s['variant']}/{k}": v for k, v in s.items() if k.endswith(("_mean", "_std")) and v is not None})
-        tracked.log_artifacts([metrics, page, *images], artifact_path="ablation")
-    return table
+
+def save_mouth_crops(avatar_path: Path, data: Path, path: Path) -> Path:
+    """``path`` (PNG): per frame of :func:`mouth_frames` a row of ground truth | this avatar's render,
+    cropped around the ground-truth mouth; the same frames and boxes for every run (:func:`write_crops`)."""
+    import torch
+
+    from eavatar.avatar.checkpoint import load_avatar
+    from eavatar.avatar.drive import render_subject_frame
+    from eavatar.data.frames import load_ground_truth, to_uint8
+    from eavatar.data.subject import load_subject
+    from eavatar.metrics.regions import load_region_map
+
+    subject = load_subject(data)
+    avatar, info = load_avatar(avatar_path, "cpu")
+    background = torch.tensor(info.background)
+    frames = mouth_frames(subject)
+    boxes = []
+    for i in frames:
+        ys, xs = np.nonzero((load_region_map(subject.region_paths[i]) == subject.region_labels["mouth"]).numpy())
+        boxes.append((ys.min() - MOUTH_PAD, ys.max() + MOUTH_PAD + 1, xs.min() - MOUTH_PAD, xs.max() + MOUTH_PAD + 1))
+    height, width = max(b[1] - b[0] for b in boxes), max(b[3] - b[2] for b in boxes)  # one cell size: a regular grid
+    labels, truth, renders = [], [], []
+    with torch.no_grad():
+        for i, (y0, y1, x0, x1) in zip(frames, boxes):
+            w_img, h_img = (int(v) for v in subject.image_sizes[i])
+            top = int(np.clip((y0 + y1 - height) // 2, 0, max(h_img - height, 0)))
+            left = int(np.clip((x0 + x1 - width) // 2, 0, max(w_img - width, 0)))
+            crop = (slice(top, top + height), slice(left, left + width))
+            truth.append(to_uint8(load_ground_truth(subject, i, background)[crop]))
+            renders.append(to_uint8(render_subject_frame(avatar, subject, i, background).rgb[crop]))
+            labels.append(f"{subject.sequences[i]} t={int(subject.timesteps[i])}")
+    return write_crops(path, labels, truth, renders)
+
+
+#: PNG text key of a crops image: its row labels and cell size (read by eavatar.reports.ablation.load_mouth_crops).
+CROPS_KEY = "eavatar-mouth-crops"
+
+
+def write_crops(path: Path, labels: list[str], truth: list[np.ndarray], renders: list[np.ndarray]) -> Path:
+    """A PNG with one row per frame, ground truth | render (equal-size uint8 HxWx3 cells), and the
+    labels and cell size in a text chunk: an image ``dvc plots`` shows, and the report slices."""
+    from PIL import Image, PngImagePlugin
+
+    cells = [np.asarray(a, dtype=np.uint8) for a in (*truth, *renders)]
+    if len({c.shape for c in cells}) != 1:
+        raise ValueError(f"crops of different sizes: {sorted({c.shape for c in cells})}")
+    grid = np.concatenate([np.concatenate([t, r], axis=1) for t, r in zip(cells[: len(labels)], cells[len(labels) :])], axis=0)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(CROPS_KEY, json.dumps({"labels": list(labels), "cell": list(cells[0].shape[:2])}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path, format="PNG", pnginfo=info)
+    return path

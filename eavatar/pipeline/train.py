@@ -53,7 +53,7 @@ def fingerprint(cfg: EAvatarTrainerConfig, data: Path) -> str:
     mesh = cfg.pipeline.model.init_mesh
     if mesh:
         digest.update(Path(mesh).read_bytes())
-    digest.update(code_hash("eavatar.pipeline.train").encode())
+    digest.update(code_hash("eavatar.cli.train").encode())  # exactly the train stage's code deps (scripts/dvc_deps.py)
     return digest.hexdigest()
 
 

@@ -1,18 +1,20 @@
-"""The ablation's tables, docs page and figures, made from the runs `eavatar ablation` wrote.
+"""The ablation's tables, docs page and figures, made from the rows and files of its runs.
 
-Kept apart from the runner (eavatar/pipeline/ablation.py) so the page can be rebuilt from
-finished runs, and so the numbers in the page are exactly the ones the command printed.
+The runs are DVC experiments (eavatar/pipeline/ablation.py trains one; eavatar/pipeline/
+ablation_sweep.py queues them and reads them back); nothing here reads a run's folder, so the
+page is rebuilt from finished experiments, and editing it never invalidates a run (the run
+stage does not import this module).
 """
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-
-from eavatar.tracking.history import read_history
+import pandas as pd
 
 #: Columns of the table, in order: key in the per-run rows, header, digits, better direction.
 COLUMNS = [
@@ -25,10 +27,6 @@ COLUMNS = [
     ("num_gaussians", "Gaussians", 0, None),
 ]
 
-#: How many test instants the mouth figure shows.
-MOUTH_FRAMES = 4
-#: Pixels of context around the mouth's bounding box in the crops.
-MOUTH_PAD = 6
 #: Training-PSNR logs (one every 25 steps) averaged in the curves: single frames are noisy.
 PSNR_WINDOW = 8
 
@@ -95,25 +93,32 @@ def delta_lines(rows: list[dict], variants: list[str]) -> list[str]:
 
 
 def write_report(path: Path, table: str, protocol: dict, rows: list[dict], figures: list[Path]) -> None:
-    """docs/ablation.md: protocol, table, paired differences, figures."""
+    """docs/ablation.md: protocol, table, paired differences, figures, and the experiments it was made from."""
     variants = list(protocol["variants"])
     pending = "" if "full" in variants else '\nThe "full (+prior)" row is not measured here.\n'
     fig_links = "\n".join(f"![{f.stem}]({Path('images') / f.name})" for f in figures)
+    experiments = "\n".join(f"| {r['variant']} | {r['seed']} | `{r.get('experiment', '')}` | `{str(r.get('rev', ''))[:7]}` |" for r in rows)
     text = f"""# Ablation: sparse expression control, deformation-aware splitting, geometry prior
 
-Made by `eavatar ablation` (`make ablation`); every number below is what that command printed.
+Made by `make ablation`: `eavatar ablation queue` runs each variant at each seed as a DVC
+experiment of the `run` stage of ablation/dvc.yaml (`dvc exp run --queue -S ablation.variant=V
+-S ablation.seed=K ablation/dvc.yaml`, then `dvc queue start`), and `eavatar ablation report`
+wrote this page from the finished experiments whose command, code, data and params are those of
+the workspace (`dvc exp show` lists them; the last table names each). DVC's run cache replays
+a run made before, so only the runs whose code, data or params changed train again.
 Protocol: subject `{protocol['subject']}`, evaluated on its `{protocol['split']}` split (held-out
 expression sequences), {protocol['max_steps']} training steps per run, seeds {protocol['seeds']};
-variants are overrides of params.yaml `train` (params.yaml `ablation.variants`; each run's full
-training parameters are in `artifacts/ablation/<variant>/seed<k>/params.yaml`). Mean ± sample
-standard deviation over seeds. Region PSNR is measured inside the ground-truth mouth and eye
-masks; flicker is the mean |(R_t - R_t-1) - (G_t - G_t-1)| over consecutive test timesteps, in
-8-bit levels (eavatar/metrics/temporal.py). Gaussians: the count at the end of training. The
-time and memory each component costs per step is measured apart, on one machine state, in
-docs/benchmarks.md ("Sparse control and splitting"). A variant with `model.init_mesh` seeds its
-Gaussians from that mesh (`full`: the Stage I mesh of `dvc repro geometry`, docs/geometry.md)
-instead of the subject's template; the run's key includes the mesh's hash. The training-PSNR
-curve is the PSNR of each step's training frame, a running mean over seeds and logs.
+variants are overrides of params.yaml `train` (params.yaml `ablation.variants`; a run's full
+training parameters are in its experiment's `artifacts/ablation/run/params.yaml`, which the report
+copies with the avatar to `artifacts/ablation/<variant>/seed<k>/`). Mean ± sample standard deviation over seeds. Region PSNR is measured inside the
+ground-truth mouth and eye masks; flicker is the mean |(R_t - R_t-1) - (G_t - G_t-1)| over
+consecutive test timesteps, in 8-bit levels (eavatar/metrics/temporal.py). Gaussians: the count
+at the end of training. The time and memory each component costs per step is measured apart, on
+one machine state, in docs/benchmarks.md ("Sparse control and splitting"). A variant with
+`model.init_mesh` seeds its Gaussians from that mesh (`full`: the Stage I mesh of `dvc repro
+geometry`, docs/geometry.md) instead of the subject's template; the mesh is a dep of the run
+stage. The training-PSNR curve is the PSNR of each step's training frame, a running mean over
+seeds and logs.
 
 {table}
 {pending}
@@ -123,72 +128,69 @@ LPIPS/flicker are better):
 {chr(10).join(delta_lines(rows, variants))}
 
 {fig_links}
+
+| variant | seed | experiment | commit |
+|---|---|---|---|
+{experiments}
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
 
-def figures(out: Path, data: Path, variants: list[str], seeds: list[int], folder: Path) -> list[Path]:
+def figures(crops: dict[str, Any], histories: dict[tuple[str, int], pd.DataFrame], variants: list[str], seeds: list[int], folder: Path) -> list[Path]:
     """The mouth crops of each variant (first seed) and the training curves."""
     folder.mkdir(parents=True, exist_ok=True)
-    return [mouth_figure(out, data, variants, seeds[0], folder / "ablation_mouth.png"), training_curves(out, variants, seeds, folder / "ablation_training.png")]
+    return [mouth_figure(crops, variants, folder / "ablation_mouth.png"), training_curves(histories, variants, seeds, folder / "ablation_training.png")]
 
 
-def mouth_frames(subject, count: int) -> list[int]:
-    """Test frames of the most frontal camera with the largest mouth region (open mouths show the difference)."""
-    from eavatar.metrics.regions import load_region_map
-
-    test = subject.split("test")
-    cams = {c: np.mean([abs(subject.c2w[i, 0, 3]) for i in test if subject.camera_indices[i] == c]) for c in subject.camera_ids()}
-    frontal = min(cams, key=cams.get)
-    mouth = subject.region_labels["mouth"]
-    frames = [int(i) for i in test if subject.camera_indices[i] == frontal]
-    area = {i: int((load_region_map(subject.region_paths[i]) == mouth).sum()) for i in frames}
-    return sorted(sorted(frames, key=area.get, reverse=True)[: count * 3 : 3])  # open mouths, not all from one instant
+#: The PNG text key of a run's crops image (eavatar.pipeline.ablation.write_crops; a test holds them equal).
+CROPS_KEY = "eavatar-mouth-crops"
 
 
-def mouth_figure(out: Path, data: Path, variants: list[str], seed: int, path: Path) -> Path:
-    """Rows: test frames; columns: ground truth, then each variant, cropped around the mouth."""
+def load_mouth_crops(source) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """(labels, ground-truth crops, render crops) of a run's ``mouth_crops.png`` (a path, file
+    object or bytes): rows of ground truth | render cells, labels and cell size in a text chunk."""
+    from PIL import Image
+
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    with Image.open(source) as image:
+        meta = json.loads(image.text[CROPS_KEY])
+        grid = np.asarray(image.convert("RGB"))
+    (h, w), labels = meta["cell"], meta["labels"]
+    truth = [grid[k * h : (k + 1) * h, :w] for k in range(len(labels))]
+    renders = [grid[k * h : (k + 1) * h, w : 2 * w] for k in range(len(labels))]
+    return labels, truth, renders
+
+
+def mouth_figure(crops: dict[str, Any], variants: list[str], path: Path) -> Path:
+    """Rows: test frames; columns: ground truth, then each variant, cropped around the mouth.
+    ``crops``: variant -> :func:`load_mouth_crops` of one of its runs (the same frames for all)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from eavatar.avatar.checkpoint import load_avatar
-    from eavatar.avatar.drive import render_subject_frame
-    from eavatar.data.frames import load_ground_truth
-    from eavatar.data.subject import load_subject
-    from eavatar.metrics.regions import load_region_map
-
-    subject = load_subject(data)
-    frames = mouth_frames(subject, MOUTH_FRAMES)
-    avatars = {v: load_avatar(out / v / f"seed{seed}" / "train" / "avatar.pt", "cpu") for v in variants}
-    fig, axes = plt.subplots(len(frames), len(variants) + 1, figsize=(2.2 * (len(variants) + 1), 2.2 * len(frames)), squeeze=False)
-    for r, i in enumerate(frames):
-        ys, xs = np.nonzero((load_region_map(subject.region_paths[i]) == subject.region_labels["mouth"]).numpy())
-        h, w = (int(v) for v in subject.image_sizes[i][::-1])
-        y0, y1 = max(ys.min() - MOUTH_PAD, 0), min(ys.max() + MOUTH_PAD + 1, h)
-        x0, x1 = max(xs.min() - MOUTH_PAD, 0), min(xs.max() + MOUTH_PAD + 1, w)
-        background = torch.tensor(avatars[variants[0]][1].background)
-        images = [load_ground_truth(subject, i, background)]
-        for v in variants:
-            avatar, info = avatars[v]
-            images.append(render_subject_frame(avatar, subject, i, torch.tensor(info.background)).rgb)
+    labels, truth, _ = crops[variants[0]]
+    fig, axes = plt.subplots(len(labels), len(variants) + 1, figsize=(2.2 * (len(variants) + 1), 2.2 * len(labels)), squeeze=False)
+    for r, label in enumerate(labels):
+        images = [truth[r], *(crops[v][2][r] for v in variants)]
         for c, (title, img) in enumerate(zip(["ground truth", *variants], images)):
             ax = axes[r, c]
-            ax.imshow(img[y0:y1, x0:x1].clamp(0, 1).numpy(), interpolation="nearest")
+            ax.imshow(img, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if r == 0:
                 ax.set_title(title, fontsize=9)
-        axes[r, 0].set_ylabel(f"{subject.sequences[i]} t={int(subject.timesteps[i])}", fontsize=8)
+        axes[r, 0].set_ylabel(label, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def training_curves(out: Path, variants: list[str], seeds: list[int], path: Path) -> Path:
-    """Training PSNR (running mean), control-set size and number of Gaussians against step, mean over seeds."""
+def training_curves(histories: dict[tuple[str, int], pd.DataFrame], variants: list[str], seeds: list[int], path: Path) -> Path:
+    """Training PSNR (running mean), control-set size and number of Gaussians against step, mean over seeds.
+    ``histories``: (variant, seed) -> the run's history table (eavatar.tracking.history)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,14 +198,15 @@ def training_curves(out: Path, variants: list[str], seeds: list[int], path: Path
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     for v in variants:
-        runs = [read_history(out / v / f"seed{s}" / "history.csv") for s in seeds]
+        runs = [histories[(v, s)] for s in seeds]
         n = min(len(h) for h in runs)
         step = runs[0]["step"].to_numpy()[:n]
         psnr = np.mean([h["train/psnr"].to_numpy()[:n] for h in runs], axis=0)
         window = min(PSNR_WINDOW, n)
         axes[0].plot(step[window - 1 :], np.convolve(psnr, np.ones(window) / window, mode="valid"), label=v)
         for ax, key in zip(axes[1:], ("train/num_control", "train/num_gaussians")):
-            ax.plot(step, np.mean([h[key].to_numpy()[:n] for h in runs], axis=0), label=v)
+            if all(key in h for h in runs):
+                ax.plot(step, np.mean([h[key].to_numpy()[:n] for h in runs], axis=0), label=v)
     axes[0].set(title=f"PSNR of the training frame (running mean of {PSNR_WINDOW} logs)", xlabel="step", ylabel="dB")
     axes[1].set(title="control Gaussians per training frame", xlabel="step", ylabel="count")
     axes[2].set(title="Gaussians", xlabel="step", ylabel="count")

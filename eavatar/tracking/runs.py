@@ -105,12 +105,14 @@ def dvc_experiments(root: str | Path = ".", timeout: float = 120.0) -> tuple[pd.
 
 
 def dvc_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Flatten dvc's JSON (baseline revisions, each with experiments) to rows of scalars."""
+    """Flatten dvc's JSON (baseline revisions, each with experiments) to rows of scalars; an
+    experiment's ``state`` is its queue state (queued, running, success, failed)."""
     rows = []
     for entry in entries:
         rows.append(_dvc_row(entry, "workspace" if entry.get("rev") == "workspace" else "commit"))
         for group in entry.get("experiments") or []:
-            rows += [_dvc_row(rev, "experiment") for rev in group.get("revs", [])]
+            state = (group.get("executor") or {}).get("state")
+            rows += [{**_dvc_row(rev, "experiment"), "state": state} for rev in group.get("revs", [])]
     return rows
 
 

@@ -40,6 +40,32 @@ def ablation_tables(path: str | Path) -> tuple[dict | None, pd.DataFrame | None,
     return data.get("protocol") or {}, runs, summary, f"{path}: {len(runs)} runs, {len(summary)} variants"
 
 
+def ablation_experiments(root: str | Path, params: str | Path | None = None) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str]:
+    """The ablation's DVC experiments (eavatar.pipeline.ablation_sweep): (every finished run of
+    ablation/dvc.yaml with its metrics, whether the report uses it and why not, summary of the runs
+    it uses, note). The report uses, per variant and seed, the newest experiment whose command,
+    code, data and params are the workspace's."""
+    from eavatar.pipeline import ablation_sweep as sweep
+    from eavatar.reports.ablation import summarise
+
+    root = Path(root)
+    try:
+        collection = sweep.collect(root, Path(params) if params else root / "params.yaml")
+        table = pd.DataFrame(sweep.experiments_table(collection))
+        if table.empty:
+            return None, None, f"no finished experiments of {sweep.DVC_FILE} (`make ablation` queues them)"
+        rows, _, _ = sweep.run_rows(root, collection)
+    except Exception as err:  # noqa: BLE001 - a note, the notebook goes on
+        return None, None, f"ablation experiments could not be read: {err}"
+    metrics = pd.DataFrame(rows).drop(columns=["variant", "seed", "rev"], errors="ignore")
+    if len(metrics):
+        table = table.merge(metrics, on="experiment", how="left")
+    summary = pd.DataFrame(summarise(rows, collection.variants)).set_index("variant") if rows else None
+    missing = f"; no up-to-date run for {len(collection.missing)} (variant, seed)" if collection.missing else ""
+    note = f"{len(table)} finished experiments of {sweep.DVC_FILE}, {len(rows)} used{missing}"
+    return table.set_index(["variant", "seed"]), summary, note
+
+
 def curves_figure(history: pd.DataFrame, title: str = "training curves"):
     """Plotly: one panel per metric of a long (step, metric, value) table, losses on a log axis."""
     import plotly.graph_objects as go

@@ -54,10 +54,11 @@ def test_dvc_rows_flatten_revisions_and_experiments():
     exp = {"rev": "abcdef1234", "name": "exp-steps", "data": {"timestamp": "t", "params": {"params.yaml": {"data": {"train": {"max_steps": 3000}}}}, "metrics": metrics}}
     entries = [
         {"rev": "workspace", "name": None, "data": {"timestamp": None, "params": {"params.yaml": {"data": {"train": {"max_steps": 3500}}}}, "metrics": {}}},
-        {"rev": "0123456789", "name": "main", "data": {"params": {}, "metrics": metrics}, "experiments": [{"revs": [exp]}]},
+        {"rev": "0123456789", "name": "main", "data": {"params": {}, "metrics": metrics}, "experiments": [{"revs": [exp], "executor": {"state": "success"}}]},
     ]
     rows = dvc_rows(entries)
     assert [(r["name"], r["kind"]) for r in rows] == [("workspace", "workspace"), ("main", "commit"), ("exp-steps", "experiment")]
+    assert rows[2]["state"] == "success" and "state" not in rows[0]
     assert rows[2]["metrics/eval.json:psnr"] == 29.3 and rows[2]["params:params.yaml:train.max_steps"] == 3000
     assert "metrics/eval.json:per_frame" not in rows[2]
 

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from eavatar.ui.experiments import ablation_figure, ablation_tables, curves_figure, eval_metrics, side_by_side
+from eavatar.ui.experiments import ablation_experiments, ablation_figure, ablation_tables, curves_figure, eval_metrics, side_by_side
 
 ABLATION = {
     "protocol": {"steps": 1000, "split": "test", "note": "free-form"},
@@ -21,6 +21,16 @@ def test_missing_files_are_notes_not_errors(tmp_path):
     assert eval_metrics(tmp_path / "e.json")[0] is None
     protocol, runs, summary, note = ablation_tables(tmp_path / "ablation.json")
     assert (protocol, runs, summary) == (None, None, None) and "not found" in note
+
+
+def test_no_ablation_experiments_is_a_note(tmp_path):
+    """A fresh clone (here: not even a git repository) has no experiments; the DVC side is tested in tests/pipeline/test_ablation.py."""
+    import yaml
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ablation": {"seeds": [0], "max_num_iterations": 5, "variants": {"a": {}}}}))
+    assert ablation_experiments(tmp_path) == (None, None, "no finished experiments of ablation/dvc.yaml (`make ablation` queues them)")
+    (tmp_path / "params.yaml").write_text("ablation: {}\n")
+    assert ablation_experiments(tmp_path)[2].startswith("ablation experiments could not be read:")
 
 
 def test_curves_one_panel_per_metric_losses_on_a_log_axis():

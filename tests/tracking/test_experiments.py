@@ -1,0 +1,77 @@
+"""DVC experiments read back through git, and whether a finished one still stands for the workspace."""
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from eavatar.tracking.experiments import _lookup, experiment_commits, read_files, stage_lock, stale_reasons, untracked, worker_env
+
+LOCK = {
+    "cmd": "python run.py --data data/x",
+    "deps": [{"path": "data/x", "hash": "md5", "md5": "aaa.dir"}, {"path": "run.py", "hash": "md5", "md5": "bbb"}],
+    "params": {"params.yaml": {"train": {"lr": 1}, "sweep.variants.a": {"k": 2}, "sweep.variant": "a", "sweep.seed": 0}},
+}
+
+
+def current(tmp_path: Path, **changes) -> dict:
+    params = {"train": {"lr": 1}, "sweep": {"variant": "b", "seed": 3, "variants": {"a": {"k": 2}, "b": {"k": 5}}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(changes.pop("params", params)))
+    return {"cmd": "python run.py --data data/x", "deps": {"data/x": "aaa.dir", "run.py": "bbb"}, "wdir": tmp_path} | changes
+
+
+def test_an_unchanged_stage_is_fresh_whatever_the_workspace_variant(tmp_path):
+    assert stale_reasons(LOCK, current(tmp_path), ignore_params=("sweep.variant", "sweep.seed")) == []
+    # without ignoring them, the workspace's own variant and seed differ
+    assert stale_reasons(LOCK, current(tmp_path)) == ["params.yaml: sweep.variant changed", "params.yaml: sweep.seed changed"]
+
+
+def test_command_deps_and_params_changes_are_named(tmp_path):
+    keys = ("sweep.variant", "sweep.seed")
+    assert stale_reasons(LOCK, current(tmp_path, cmd="python run.py --data data/y"), keys) == ["command changed"]
+    now = current(tmp_path, deps={"data/x": "aaa.dir", "run.py": "ccc", "lib.py": "ddd"})
+    assert stale_reasons(LOCK, now, keys) == ["run.py changed", "lib.py: not a dep then"]
+    assert stale_reasons(LOCK, current(tmp_path, deps={"data/x": None, "run.py": "bbb"}), keys) == ["data/x: missing in the workspace"]
+    assert stale_reasons(LOCK, current(tmp_path, deps={"data/x": "aaa.dir"}), keys) == ["run.py: no longer a dep"]
+    params = {"train": {"lr": 2}, "sweep": {"variants": {"b": {}}}}
+    assert stale_reasons(LOCK, current(tmp_path, params=params), keys) == ["params.yaml: train changed", "params.yaml: sweep.variants.a removed"]
+
+
+def test_lookup_follows_dotted_keys_as_dvc_does():
+    assert _lookup({"a": {"b": {"c": 1}}}, "a.b.c") == (True, 1)
+    assert _lookup({"a.b": 2}, "a.b") == (True, 2)
+    assert _lookup({"a": {"b": 1}}, "a.x") == (False, None)
+
+
+def git(repo: Path, *args: str, **kw) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def test_experiment_refs_and_files_are_read_from_git(tmp_path):
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "config", "user.email", "t@example.com")
+    git(tmp_path, "config", "user.name", "t")
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"run": LOCK}}))
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01\n\xff")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "base")
+    base = git(tmp_path, "rev-parse", "HEAD").strip()
+    ref = f"refs/exps/{base[:2]}/{base[2:]}/full-s1-x"
+    git(tmp_path, "update-ref", ref, base)
+    git(tmp_path, "update-ref", "refs/exps/stash", base)  # not an experiment
+    (found,) = experiment_commits(tmp_path)
+    assert (found.rev, found.name, found.baseline) == (base, "full-s1-x", base)
+    lock, blob, absent = read_files(tmp_path, [(base, "dvc.lock"), (base, "blob.bin"), (base, "nope.txt")])
+    assert stage_lock(lock, "run") == LOCK and stage_lock(lock, "other") is None and stage_lock(None, "run") is None
+    assert blob == b"\x00\x01\n\xff" and absent is None
+    (tmp_path / "new.py").write_text("")
+    assert untracked(tmp_path, ["new.py", "dvc.lock"]) == ["new.py"]
+
+
+def test_workers_get_this_python_first_and_the_project_mlflow_store(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    env = worker_env(tmp_path)
+    assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
+    assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
