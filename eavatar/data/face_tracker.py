@@ -88,15 +88,21 @@ class FaceTrack:
 
 
 class FaceTracker:
-    """MediaPipe Face Landmarker in video mode (temporal tracking between frames); a context manager."""
+    """MediaPipe Face Landmarker; a context manager.
 
-    def __init__(self, model: Path | None = None):
+    ``video=True`` (preparing a clip) tracks through time, so each frame needs a timestamp;
+    ``video=False`` (re-tracking renders for a metric) sees each image on its own, so no state
+    carries from one frame to the next.
+    """
+
+    def __init__(self, model: Path | None = None, video: bool = True):
         from mediapipe.tasks.python import BaseOptions, vision
 
         self.model = model or find_face_landmarker()
+        self.video = video
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.model)),
-            running_mode=vision.RunningMode.VIDEO,
+            running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
             num_faces=1,
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
@@ -108,14 +114,18 @@ class FaceTracker:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.landmarker.close()
 
-    def track(self, rgb: np.ndarray, timestamp_ms: int) -> FaceTrack | None:
+    def track(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> FaceTrack | None:
         """rgb [H, W, 3] uint8 -> the face, or None where no face was found."""
         import mediapipe as mp
 
-        result = self.landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)), int(timestamp_ms))
-        if not result.face_landmarks:
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb[..., :3]))
+        result = self.landmarker.detect_for_video(image, int(timestamp_ms)) if self.video else self.landmarker.detect(image)
+        if not result.face_landmarks or not result.face_blendshapes:
             return None
         shapes = result.face_blendshapes[0]
         self.labels = [c.category_name for c in shapes]

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
-from eavatar.data.face_tracker import FaceTrack, find_face_landmarker, landmark_regions
+from eavatar.data.face_tracker import FaceTrack, FaceTracker, landmark_regions
 
 #: MediaPipe's outer eye corners (the subject's right, then left): the inter-ocular distance.
 EYE_CORNERS = (33, 263)
@@ -38,55 +37,11 @@ NOT_EXPRESSIONS = ("_neutral",)
 ROW_KEYS = ("aed", "akd", *(f"{p}_akd" for p in AKD_PARTS), "aed_gt", "akd_gt")
 
 
-class FaceRetracker:
-    """MediaPipe Face Landmarker in image mode (each frame on its own); a context manager.
-
-    The model bundle is found locally (:func:`eavatar.data.face_tracker.find_face_landmarker`),
-    never downloaded.
-    """
-
-    def __init__(self, model: Path | None = None):
-        from mediapipe.tasks.python import BaseOptions, vision
-
-        options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(model or find_face_landmarker())),
-            running_mode=vision.RunningMode.IMAGE,
-            num_faces=1,
-            output_face_blendshapes=True,
-        )
-        self.landmarker = vision.FaceLandmarker.create_from_options(options)
-        self.labels: list[str] | None = None
-
-    def __enter__(self) -> "FaceRetracker":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.landmarker.close()
-
-    def track(self, rgb: np.ndarray) -> FaceTrack | None:  # rgb: [H, W, 3] uint8
-        """The face of one image, or None where none is found (``transform`` is left as identity)."""
-        import mediapipe as mp
-
-        result = self.landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb[..., :3])))
-        if not result.face_landmarks or not result.face_blendshapes:
-            return None
-        shapes = result.face_blendshapes[0]
-        self.labels = [c.category_name for c in shapes]
-        return FaceTrack(
-            landmarks=np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], dtype=np.float64),
-            blendshapes=np.array([c.score for c in shapes], dtype=np.float64),
-            transform=np.eye(4),
-        )
-
-
 def expression_distance(
     track: FaceTrack,  # the render's (or any frame's) tracking
     reference: FaceTrack,  # the ground truth's: its inter-ocular distance is the unit
     size: tuple[int, int],  # (width, height) of both images, px
-    labels: list[str] | None = None,  # blendshape names (FaceRetracker.labels); "_neutral" is left out
+    labels: list[str] | None = None,  # blendshape names (FaceTracker.labels); "_neutral" is left out
 ) -> dict[str, float]:
     """AED- and AKD-like distances of two trackings of images of one size.
 
@@ -123,7 +78,7 @@ class RetrackMeter:
     consecutive-frame normaliser, so a long split never sits in memory.
     """
 
-    tracker: FaceRetracker
+    tracker: FaceTracker  # in image mode (video=False)
     rows: list[dict] = field(default_factory=list)
     latest: dict[tuple[str, int], tuple[int, FaceTrack | None]] = field(default_factory=dict)
 

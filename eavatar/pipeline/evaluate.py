@@ -157,11 +157,11 @@ def _retracker(subject, options: EvalOptions):
     """A RetrackMeter when this subject is re-tracked, else (None, why not when it should have been)."""
     if options.retrack is False or (options.retrack == "auto" and subject.expression_space != "arkit52"):
         return None, None
-    from eavatar.data.face_tracker import FaceModelMissing
-    from eavatar.metrics.retrack import FaceRetracker, RetrackMeter
+    from eavatar.data.face_tracker import FaceModelMissing, FaceTracker
+    from eavatar.metrics.retrack import RetrackMeter
 
     try:
-        return RetrackMeter(FaceRetracker()), None
+        return RetrackMeter(FaceTracker(video=False)), None
     except FaceModelMissing as err:
         if options.retrack is True:
             raise

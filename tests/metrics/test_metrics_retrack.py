@@ -6,8 +6,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from eavatar.data.face_tracker import MODEL_ENV, FaceModelMissing, find_face_landmarker
-from eavatar.metrics.retrack import FaceRetracker, RetrackMeter, expression_distance, summarise_retrack
+from eavatar.data.face_tracker import MODEL_ENV, FaceModelMissing, FaceTracker, find_face_landmarker
+from eavatar.metrics.retrack import RetrackMeter, expression_distance, summarise_retrack
 from tests.shared_data import shared_path
 
 NEUTRAL, OPEN = 0, (99, 100, 101)  # liveportrait_d10: mouth closed at frame 0, jawOpen about 0.8 at 100
@@ -34,7 +34,7 @@ def tracker():
         model = shared_path("models", "face_landmarker.task")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(MODEL_ENV, str(model))
-        with FaceRetracker() as t:
+        with FaceTracker(video=False) as t:
             yield t
 
 

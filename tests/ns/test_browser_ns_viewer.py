@@ -20,7 +20,7 @@ import torch
 from eavatar.ns.viewer import front_view
 from eavatar.render.camera import look_at_c2w
 from tests.ns.conftest import ns_script
-from tests.test_browser_notebook import ARTIFACTS, CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, free_port, require_browser, stop_group, wait_for
+from tests.test_browser_notebook import ARTIFACTS, browser, free_port, require_browser, stop_group, wait_for  # noqa: F401 (browser: the same headless Chromium fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -56,25 +56,6 @@ def viewer(ns_run, tmp_path_factory):
     finally:
         stop_group(proc)
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
-    driver.set_script_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 #: The 3D view: viser's largest canvas, in CSS pixels (the headless window has devicePixelRatio 1).
