@@ -56,7 +56,7 @@ def test_visual_hull_is_a_head_space_stand_in(tiny_subject):
     template = trimesh.load(tiny_subject.template_mesh, process=False)
     radius = np.linalg.norm(template.vertices - template.vertices.mean(0), axis=1).mean()
     assert hull.is_watertight
-    assert np.linalg.norm(hull.vertices.mean(0) - template.vertices.mean(0)) < 0.15 * radius
+    assert np.linalg.norm(hull.bounds.mean(0) - template.bounds.mean(0)) < 0.15 * radius  # box centres: the template's vertices are denser on the face
     assert mesh_metrics(hull, template, n=4000)["chamfer"] < 0.15 * radius  # a coarse hull, but the right head
     assert hull.volume > 0.9 * template.volume  # a hull contains the head (up to voxel smoothing)
 

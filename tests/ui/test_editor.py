@@ -45,8 +45,10 @@ def test_sliders_change_the_image(editor):
 
 
 def test_presets(editor):
-    editor.preset("max:smile")
-    assert editor.state.expression[editor.labels.index("smile")] > 0.5
+    train = editor.subject.expressions[editor.subject.split("train")]
+    label = editor.labels[int(train.max(0).argmax())]  # a small subject's few sequences drive only some coefficients
+    editor.preset(f"max:{label}")
+    assert editor.state.expression[editor.labels.index(label)] == pytest.approx(float(train.max()))
     assert editor.state.expression.count_nonzero() == 1
     editor.preset(editor.presets()[-1])  # a test frame
     assert editor.state.expression.shape == (6,)
