@@ -5,8 +5,15 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 dvc repro
 echo
-echo "== test-split metrics (dvc metrics show metrics/eval.json)"
-dvc metrics show metrics/eval.json
+echo "== metrics/eval.json (all of it: dvc metrics show metrics/eval.json; per frame: artifacts/eval/per_frame_<split>.csv)"
+python - <<'PY'
+import json
+splits = json.load(open("metrics/eval.json"))["splits"]
+keys = ["num_frames", "psnr", "ssim", "lpips", "mouth_psnr", "eyes_psnr", "brows_psnr", "skin_psnr", "flicker"]
+print(f"{'split':<16}" + "".join(f"{k:>12}" for k in keys))
+for name, m in splits.items():
+    print(f"{name:<16}" + "".join(f"{m[k]:>12.4g}" if isinstance(m.get(k), (int, float)) else f"{'-':>12}" for k in keys))
+PY
 echo
 echo "== Stage I mesh against the ground truth (metrics/geometry.json): dvc metrics show metrics/geometry.json"
 echo
