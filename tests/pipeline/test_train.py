@@ -15,7 +15,7 @@ import yaml
 
 from eavatar.config import ConfigError, load_params
 from eavatar.ns.method import eavatar_trainer_config
-from eavatar.pipeline.train import PLUMBING, fingerprint, ns_train_command, training_config
+from eavatar.pipeline.train import fingerprint, ns_train_command, training_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EAVATAR = [sys.executable, "-m", "eavatar.cli.main"]
@@ -100,14 +100,17 @@ def test_fingerprint_follows_config_seed_mesh_and_subject(tmp_path):
     assert len({first, second, fingerprint(cfg, tmp_path)}) == 3
 
 
-def test_a_missing_seed_mesh_names_the_key(tmp_path):
+def test_a_missing_subject_or_seed_mesh_is_named_before_training(tmp_path):
+    from eavatar.data.synthetic import SyntheticConfig, generate_synthetic_subject
     from eavatar.pipeline.train import check_inputs
 
-    subject = ROOT / "tests" / "data"  # any folder: the subject is checked first, so give a real one below
-    del subject
     cfg = training_config({"pipeline": {"model": {"init_mesh": str(tmp_path / "none.ply")}}}, tmp_path, tmp_path / "o", "params.yaml:train")
     with pytest.raises(Exception, match=r"transforms.json"):
         check_inputs(cfg, tmp_path, "params.yaml:train")  # no subject: named before nerfstudio starts
+    tiny = SyntheticConfig(resolution=24, n_cameras=2, n_train_sequences=2, n_test_sequences=1, timesteps_per_sequence=2, mesh_subdivisions=3)
+    subject = generate_synthetic_subject(tmp_path / "subject", tiny)
+    with pytest.raises(FileNotFoundError, match=r"params.yaml:train: pipeline.model.init_mesh .*none.ply: file not found"):
+        check_inputs(cfg, subject, "params.yaml:train")
 
 
 SMALL = {
