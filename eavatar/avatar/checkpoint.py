@@ -75,6 +75,7 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[H
             init=GaussianInitConfig(**cfg_dict["init"]),
             generator=GeneratorConfig(**cfg_dict["generator"]),
             control=SparseControlConfig(**cfg_dict.get("control", {})),
+            pixel_filter=cfg_dict.get("pixel_filter", 0.3),  # avatars saved before the field trained with gsplat's 0.3
         )
         state = payload["state_dict"]
         canonical = CanonicalGaussians.empty_like_state(state, prefix="canonical.params.")

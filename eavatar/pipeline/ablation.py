@@ -1,4 +1,4 @@
-"""One run of the ablation: a variant of params.yaml ``ablation`` at one seed, trained, evaluated, its mouth crops.
+"""One run of the ablation: a variant of params.yaml ``ablation`` at one seed, trained, evaluated, its mouth and eye crops.
 
 This is the work of ablation/dvc.yaml's ``run`` stage (``eavatar ablation run``), which DVC runs
 once per experiment: ``eavatar ablation queue`` queues one experiment per variant and seed
@@ -9,8 +9,8 @@ parameters are the train section with the variant's overrides, the seed and the 
 - ``<out>/avatar.pt``, ``<out>/params.yaml`` (the train section it used) and ``<out>/eval/``
   (per-frame tables, sample renders): DVC-cached outputs, ``dvc exp apply`` brings them back;
 - the metrics (``metrics/ablation/run.json``: test-split PSNR / SSIM / LPIPS, region PSNR,
-  flicker, Gaussians, training time), the training history (``history.csv``) and the mouth
-  crops (``mouth_crops.png``: ground truth | render around the mouth at the report's test
+  flicker, Gaussians, training time), the training history (``history.csv``) and the crops
+  (``crops.png``: ground truth | render around the mouth, then the eyes, at the report's test
   frames, an image ``dvc plots`` shows), kept in each experiment's commit (uncached metrics and
   plots keep DVC's run cache usable), where ``eavatar ablation report`` reads them.
 
@@ -33,9 +33,10 @@ import yaml
 from eavatar.config import ConfigError, load_params
 
 BUDGET = "max_num_iterations"  # the ablation section's key for the shared step budget
-#: How many test instants the mouth crops show, and the pixels of context around the mouth's box.
-MOUTH_FRAMES = 4
-MOUTH_PAD = 6
+#: The regions cropped, how many test instants each shows, and the pixels of context around a region's box.
+CROP_REGIONS = ("mouth", "eyes")
+CROP_FRAMES = 4
+CROP_PAD = 6
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def scalars(summary: dict) -> dict:
 
 
 def run_variant(params_file: Path, data: Path, out: Path, metrics: Path, history: Path, crops: Path, variant: str | None = None, seed: int | None = None) -> dict:
-    """``eavatar ablation run``: train, evaluate on the test split, crop the mouths; returns the metrics.
+    """``eavatar ablation run``: train, evaluate on the test split, crop mouth and eyes; returns the metrics.
 
     Training goes to ``<out>/train`` (nerfstudio's run: it resumes there when the stage runs
     again in the same workspace with the same config); ``<out>/avatar.pt`` is its result.
@@ -114,12 +115,14 @@ def run_variant(params_file: Path, data: Path, out: Path, metrics: Path, history
     row["step_seconds"] = seconds / max(int(params[BUDGET]), 1)
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(row, indent=1))
-    save_mouth_crops(avatar, data, crops)
+    save_crops(avatar, data, crops)
     return row
 
 
-def mouth_frames(subject, count: int = MOUTH_FRAMES) -> list[int]:
-    """Test frames of the most frontal camera with the largest mouth region (open mouths show the difference)."""
+def crop_frames(subject, region: str, count: int = CROP_FRAMES) -> list[int]:
+    """Test frames of the most frontal camera that show ``region`` at work: for the mouth the
+    largest mouth areas (open mouths), for the eyes the spread of the blink coefficients (open,
+    half-closed, closed lids; evenly in time when the expression space has no blink)."""
     from eavatar.metrics.regions import load_region_map
 
     test = subject.split("test")
@@ -127,15 +130,22 @@ def mouth_frames(subject, count: int = MOUTH_FRAMES) -> list[int]:
     for i in test:
         offsets.setdefault(int(subject.camera_indices[i]), []).append(abs(float(subject.c2w[i, 0, 3])))
     frontal = min(offsets, key=lambda c: np.mean(offsets[c]))  # the camera nearest the x = 0 plane
-    mouth = subject.region_labels["mouth"]
     frames = [int(i) for i in test if subject.camera_indices[i] == frontal]
-    area = {i: int((load_region_map(subject.region_paths[i]) == mouth).sum()) for i in frames}
-    return sorted(sorted(frames, key=area.get, reverse=True)[: count * 3 : 3])  # open mouths, not all from one instant
+    if region == "mouth":
+        area = {i: int((load_region_map(subject.region_paths[i]) == subject.region_labels["mouth"]).sum()) for i in frames}
+        return sorted(sorted(frames, key=area.get, reverse=True)[: count * 3 : 3])  # open mouths, not all from one instant
+    blink = [k for k, name in enumerate(subject.expression_labels) if "blink" in name.lower()]
+    if not blink:
+        return [frames[k] for k in np.linspace(0, len(frames) - 1, count).round().astype(int)]
+    closure = {i: float(subject.expressions[i, blink].mean()) for i in frames}
+    ranked = sorted(frames, key=closure.get)
+    return sorted({ranked[k] for k in np.linspace(0, len(ranked) - 1, count).round().astype(int)})
 
 
-def save_mouth_crops(avatar_path: Path, data: Path, path: Path) -> Path:
-    """``path`` (PNG): per frame of :func:`mouth_frames` a row of ground truth | this avatar's render,
-    cropped around the ground-truth mouth; the same frames and boxes for every run (:func:`write_crops`)."""
+def save_crops(avatar_path: Path, data: Path, path: Path) -> Path:
+    """``path`` (PNG): per region of :data:`CROP_REGIONS` and frame of :func:`crop_frames` a row of
+    ground truth | this avatar's render around the ground-truth region; the same frames and boxes
+    for every run (:func:`write_crops`)."""
     import torch
 
     from eavatar.avatar.checkpoint import load_avatar
@@ -147,27 +157,28 @@ def save_mouth_crops(avatar_path: Path, data: Path, path: Path) -> Path:
     subject = load_subject(data)
     avatar, info = load_avatar(avatar_path, "cpu")
     background = torch.tensor(info.background)
-    frames = mouth_frames(subject)
-    boxes = []
-    for i in frames:
-        ys, xs = np.nonzero((load_region_map(subject.region_paths[i]) == subject.region_labels["mouth"]).numpy())
-        boxes.append((ys.min() - MOUTH_PAD, ys.max() + MOUTH_PAD + 1, xs.min() - MOUTH_PAD, xs.max() + MOUTH_PAD + 1))
-    height, width = max(b[1] - b[0] for b in boxes), max(b[3] - b[2] for b in boxes)  # one cell size: a regular grid
-    labels, truth, renders = [], [], []
+    rows = []  # (label, frame, box)
+    for region in CROP_REGIONS:
+        for i in crop_frames(subject, region):
+            ys, xs = np.nonzero((load_region_map(subject.region_paths[i]) == subject.region_labels[region]).numpy())
+            if len(ys):
+                box = (ys.min() - CROP_PAD, ys.max() + CROP_PAD + 1, xs.min() - CROP_PAD, xs.max() + CROP_PAD + 1)
+                rows.append((f"{region} {subject.sequences[i]} t={int(subject.timesteps[i])}", i, box))
+    height, width = max(b[1] - b[0] for _, _, b in rows), max(b[3] - b[2] for _, _, b in rows)  # one cell size: a regular grid
+    truth, renders = [], []
     with torch.no_grad():
-        for i, (y0, y1, x0, x1) in zip(frames, boxes):
+        for _, i, (y0, y1, x0, x1) in rows:
             w_img, h_img = (int(v) for v in subject.image_sizes[i])
             top = int(np.clip((y0 + y1 - height) // 2, 0, max(h_img - height, 0)))
             left = int(np.clip((x0 + x1 - width) // 2, 0, max(w_img - width, 0)))
             crop = (slice(top, top + height), slice(left, left + width))
             truth.append(to_uint8(load_ground_truth(subject, i, background)[crop]))
             renders.append(to_uint8(render_subject_frame(avatar, subject, i, background).rgb[crop]))
-            labels.append(f"{subject.sequences[i]} t={int(subject.timesteps[i])}")
-    return write_crops(path, labels, truth, renders)
+    return write_crops(path, [label for label, _, _ in rows], truth, renders)
 
 
-#: PNG text key of a crops image: its row labels and cell size (read by eavatar.reports.ablation.load_mouth_crops).
-CROPS_KEY = "eavatar-mouth-crops"
+#: PNG text key of a crops image: its row labels and cell size (read by eavatar.reports.ablation.load_crops).
+CROPS_KEY = "eavatar-crops"
 
 
 def write_crops(path: Path, labels: list[str], truth: list[np.ndarray], renders: list[np.ndarray]) -> Path:

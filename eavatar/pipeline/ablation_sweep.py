@@ -34,7 +34,7 @@ STAGE = "run"
 LOCK_FILE = "ablation/dvc.lock"
 METRICS = "metrics/ablation/run.json"
 HISTORY = "metrics/ablation/history.csv"
-CROPS = "metrics/ablation/mouth_crops.png"
+CROPS = "metrics/ablation/crops.png"
 AVATAR = "artifacts/ablation/run/avatar.pt"
 PARAMS_OUT = "artifacts/ablation/run/params.yaml"
 #: The params that tell the runs apart (set per experiment with -S).
@@ -170,7 +170,7 @@ def run_rows(root: Path, collection: Collection) -> tuple[list[dict], dict, dict
         rows.append({"variant": variant, "seed": seed, **json.loads(metrics), "experiment": commit.name, "rev": commit.rev})
         histories[(variant, seed)] = read_history(io.StringIO(history.decode()))
         if seed == collection.seeds[0]:
-            crops[variant] = report.load_mouth_crops(crop)
+            crops[variant] = report.load_crops(crop)
     return rows, histories, crops
 
 

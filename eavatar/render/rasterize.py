@@ -88,21 +88,23 @@ def rasterize(
     backend: Backend | None = None,
     near: float = 0.01,
     far: float = 1e10,
+    eps2d: float = EPS2D,
 ) -> RenderOutput:
     """Render N 3D Gaussians: means [N, 3] world, quats [N, 4] wxyz (any norm), scales [N, 3] linear,
     opacities [N] in [0, 1], colors [N, 3] RGB or [N, K, 3] SH coefficients with ``sh_degree``.
 
     ``backend``: "gsplat", "cpu" or "reference" (module docstring); None chooses by device
     (:func:`choose_backend`). Tests hold the three equal in values and gradients.
+    ``eps2d``: variance (px^2) of the screen-space low-pass added to every projected Gaussian.
     """
     _check_inputs(means, quats, scales, opacities, colors, sh_degree)
     backend = backend or choose_backend(means.device)
     if backend == "gsplat":
-        out = _rasterize_gsplat(means, quats, scales, opacities, colors, camera, sh_degree, near, far)
+        out = _rasterize_gsplat(means, quats, scales, opacities, colors, camera, sh_degree, near, far, eps2d)
     elif backend in ("cpu", "reference"):
         if backend == "cpu" and means.is_cuda:
             raise RuntimeError("rasterize: the cpu backend needs CPU tensors; use backend='gsplat' or 'reference' on CUDA")
-        out = _rasterize_tiles(means, quats, scales, opacities, colors, camera, sh_degree, near, far, backend)
+        out = _rasterize_tiles(means, quats, scales, opacities, colors, camera, sh_degree, near, far, eps2d, backend)
     else:
         raise ValueError(f"rasterize: backend must be one of {BACKENDS} or None, got {backend!r}")
     if background is not None:
@@ -110,9 +112,9 @@ def rasterize(
     return out
 
 
-def _rasterize_tiles(means, quats, scales, opacities, colors, camera: Camera, sh_degree, near, far, backend: str) -> RenderOutput:
+def _rasterize_tiles(means, quats, scales, opacities, colors, camera: Camera, sh_degree, near, far, eps2d: float, backend: str) -> RenderOutput:
     """The cpu and reference backends: our projection, then compiled or autograd compositing."""
-    proj = project(means, quats, scales, camera.viewmat, camera.K, camera.width, camera.height, EPS2D, near, far)
+    proj = project(means, quats, scales, camera.viewmat, camera.K, camera.width, camera.height, eps2d, near, far)
     if proj.means2d.requires_grad:
         proj.means2d.retain_grad()
     if sh_degree is not None:
@@ -133,7 +135,7 @@ def _composite(backend: str, *inputs: Tensor):
     return reference.composite_no_grad
 
 
-def _rasterize_gsplat(means, quats, scales, opacities, colors, camera: Camera, sh_degree, near, far) -> RenderOutput:
+def _rasterize_gsplat(means, quats, scales, opacities, colors, camera: Camera, sh_degree, near, far, eps2d: float) -> RenderOutput:
     from gsplat import rasterization
 
     if not means.is_cuda:
@@ -150,7 +152,7 @@ def _rasterize_gsplat(means, quats, scales, opacities, colors, camera: Camera, s
         camera.height,
         near_plane=near,
         far_plane=far,
-        eps2d=EPS2D,
+        eps2d=eps2d,
         sh_degree=sh_degree,
         packed=False,
         render_mode="RGB+ED",

@@ -138,17 +138,17 @@ LPIPS/flicker are better):
 
 
 def figures(crops: dict[str, Any], histories: dict[tuple[str, int], pd.DataFrame], variants: list[str], seeds: list[int], folder: Path) -> list[Path]:
-    """The mouth crops of each variant (first seed) and the training curves."""
+    """The mouth and eye crops of each variant (first seed) and the training curves."""
     folder.mkdir(parents=True, exist_ok=True)
-    return [mouth_figure(crops, variants, folder / "ablation_mouth.png"), training_curves(histories, variants, seeds, folder / "ablation_training.png")]
+    return [crops_figure(crops, variants, folder / "ablation_crops.png"), training_curves(histories, variants, seeds, folder / "ablation_training.png")]
 
 
 #: The PNG text key of a run's crops image (eavatar.pipeline.ablation.write_crops; a test holds them equal).
-CROPS_KEY = "eavatar-mouth-crops"
+CROPS_KEY = "eavatar-crops"
 
 
-def load_mouth_crops(source) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    """(labels, ground-truth crops, render crops) of a run's ``mouth_crops.png`` (a path, file
+def load_crops(source) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """(labels, ground-truth crops, render crops) of a run's ``crops.png`` (a path, file
     object or bytes): rows of ground truth | render cells, labels and cell size in a text chunk."""
     from PIL import Image
 
@@ -163,9 +163,9 @@ def load_mouth_crops(source) -> tuple[list[str], list[np.ndarray], list[np.ndarr
     return labels, truth, renders
 
 
-def mouth_figure(crops: dict[str, Any], variants: list[str], path: Path) -> Path:
-    """Rows: test frames; columns: ground truth, then each variant, cropped around the mouth.
-    ``crops``: variant -> :func:`load_mouth_crops` of one of its runs (the same frames for all)."""
+def crops_figure(crops: dict[str, Any], variants: list[str], path: Path) -> Path:
+    """Rows: test frames (mouth, then eyes); columns: ground truth, then each variant, cropped
+    around the region. ``crops``: variant -> :func:`load_crops` of one of its runs (the same frames for all)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -76,6 +76,23 @@ def test_checkpoint_round_trip(tmp_path, avatar):
     torch.testing.assert_close(avatar.render(cam, code, torch.eye(4), bg).rgb, loaded.render(cam, code, torch.eye(4), bg).rgb)
 
 
+def test_the_pixel_filter_is_the_avatars_and_survives_a_checkpoint(tmp_path, avatar):
+    code, cam, bg = torch.rand(5), front_camera(), torch.ones(3)
+    default = avatar.render(cam, code, torch.eye(4), bg).rgb
+    avatar.cfg.pixel_filter = 0.3
+    wide = avatar.render(cam, code, torch.eye(4), bg).rgb
+    assert (default - wide).abs().max() > 1e-3
+    info = AvatarInfo(expression_labels=[f"e{i}" for i in range(5)], expression_space="synthetic", step=1)
+    loaded, _ = load_avatar(save_avatar(tmp_path / "avatar.pt", avatar, info))
+    assert loaded.cfg.pixel_filter == 0.3
+    # an avatar saved before the field existed was trained with gsplat's 0.3 and renders with it
+    payload = torch.load(tmp_path / "avatar.pt", weights_only=True)
+    del payload["config"]["pixel_filter"]
+    torch.save(payload, tmp_path / "old.pt")
+    old, _ = load_avatar(tmp_path / "old.pt")
+    torch.testing.assert_close(old.render(cam, code, torch.eye(4), bg).rgb, wide)
+
+
 def test_checkpoint_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pt: avatar checkpoint not found"):
         load_avatar(tmp_path / "missing.pt")

@@ -108,7 +108,7 @@ psnr = 20 + 2 * lr + 0.1 * seed + size
 (m / "run.json").write_text(json.dumps({{"psnr": psnr, "ssim": 0.9, "lpips": 0.05, "mouth_psnr": psnr - 5, "eyes_psnr": psnr - 3, "flicker": 1.0, "num_gaussians": 100.0 * lr}}))
 (m / "history.csv").write_text("step,train/psnr,train/num_control,train/num_gaussians\\n" + "".join(f"{{s}},{{psnr - 1 + s / 100}},{{lr}},{{100 * lr}}\\n" for s in range(0, 100, 25)))
 crop = [[[int(30 * lr)] * 3] * 2] * 2
-write_crops(m / "mouth_crops.png", ["seq t=0", "seq t=1"], [crop, crop], [crop, crop])
+write_crops(m / "crops.png", ["seq t=0", "seq t=1"], [crop, crop], [crop, crop])
 '''
 
 RUN_STAGE = {
@@ -121,7 +121,7 @@ RUN_STAGE = {
             "params": ["train", "ablation.max_num_iterations", "ablation.variant", "ablation.seed", "ablation.variants.${ablation.variant}"],
             "outs": ["artifacts/ablation/run/avatar.pt", "artifacts/ablation/run/params.yaml"],
             "metrics": [{"metrics/ablation/run.json": {"cache": False}}],
-            "plots": [{"metrics/ablation/history.csv": {"cache": False}}, {"metrics/ablation/mouth_crops.png": {"cache": False}}],
+            "plots": [{"metrics/ablation/history.csv": {"cache": False}}, {"metrics/ablation/crops.png": {"cache": False}}],
         }
     },
 }
@@ -214,7 +214,7 @@ def test_queue_runs_every_variant_and_seed_and_the_report_reads_them(repo, tmp_p
     assert table == markdown_table(result["summary"]) and "| control_split | 2 | **27.05 ± 0.07**" in table
     page = (out / "docs" / "ablation.md").read_text()
     assert table in page and "**control_split** − baseline (paired by seed): PSNR (dB) +2.000 ± 0.000" in page
-    for name in ("ablation_mouth.png", "ablation_training.png"):
+    for name in ("ablation_crops.png", "ablation_training.png"):
         assert (out / "docs" / "images" / name).stat().st_size > 0
     assert (out / "avatars" / "control_split" / "seed1" / "train" / "avatar.pt").read_text() == "avatar control_split 1"  # from the DVC cache
 
@@ -290,7 +290,7 @@ def test_ablation_run_trains_evaluates_and_crops_one_variant(tmp_path):
 
     from eavatar.cli.main import main
     from eavatar.data.subject import load_subject
-    from eavatar.reports.ablation import load_mouth_crops
+    from eavatar.reports.ablation import load_crops
     from eavatar.tracking.history import read_history
     from tests.ns.test_pipeline_end_to_end import TINY_PARAMS
 
@@ -303,7 +303,7 @@ def test_ablation_run_trains_evaluates_and_crops_one_variant(tmp_path):
     params.write_text(yaml.safe_dump({**TINY_PARAMS, "ablation": {**ABLATION, "variant": "full", "seed": 1, "variants": {**ABLATION["variants"], "full": full}}}))
     out, m = tmp_path / "artifacts" / "run", tmp_path / "metrics"
     argv = ["ablation", "run", "--params", str(params), "--data", str(tmp_path / "subject"), "--out", str(out)]
-    argv += ["--metrics", str(m / "run.json"), "--history", str(m / "history.csv"), "--crops", str(m / "mouth_crops.png")]
+    argv += ["--metrics", str(m / "run.json"), "--history", str(m / "history.csv"), "--crops", str(m / "crops.png")]
     assert main(argv) == 0
     row = json.loads((m / "run.json").read_text())
     assert row["psnr"] > 10 and {"ssim", "mouth_psnr", "eyes_psnr", "flicker", "num_gaussians", "train_seconds", "step_seconds"} <= set(row)
@@ -312,5 +312,6 @@ def test_ablation_run_trains_evaluates_and_crops_one_variant(tmp_path):
     assert used["train"]["pipeline"]["model"]["init_mesh"] == str(seed_mesh)
     assert (out / "avatar.pt").stat().st_size > 0 and any((out / "eval").iterdir())
     assert read_history(m / "history.csv")["step"].iloc[-1] > 0
-    labels, truth, renders = load_mouth_crops(m / "mouth_crops.png")
+    labels, truth, renders = load_crops(m / "crops.png")
     assert len(labels) == len(truth) == len(renders) > 0 and truth[0].shape == renders[-1].shape
+    assert {label.split()[0] for label in labels} == {"mouth", "eyes"}

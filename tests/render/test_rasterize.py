@@ -10,12 +10,12 @@ from eavatar.render.projection import project
 from tests.render.conftest import front_camera, random_scene
 
 
-def brute_force(s: dict, cam, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def brute_force(s: dict, cam, background: torch.Tensor, eps2d: float = 0.3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Independent reference, one pixel at a time: sort by depth, blend until transmittance would hit 1e-4.
 
     A Gaussian reaches the pixels whose centres lie in its 3-sigma box.
     """
-    p = project(s["means"], s["quats"], s["scales"], cam.viewmat, cam.K, cam.width, cam.height)
+    p = project(s["means"], s["quats"], s["scales"], cam.viewmat, cam.K, cam.width, cam.height, eps2d)
     order = torch.argsort(p.depths).tolist()
     rgb = torch.zeros(cam.height, cam.width, 3, dtype=s["means"].dtype)
     alpha = torch.zeros(cam.height, cam.width, 1, dtype=s["means"].dtype)
@@ -48,19 +48,28 @@ def brute_force(s: dict, cam, background: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
-@pytest.mark.parametrize("n, seed", [(40, 0), (120, 3)])
-def test_matches_brute_force(n, seed, backend):
+@pytest.mark.parametrize("n, seed, eps2d", [(40, 0, 0.3), (120, 3, 0.3), (120, 3, 0.1)])
+def test_matches_brute_force(n, seed, eps2d, backend):
     s = random_scene(n, seed)
     s["opacities"][: n // 4] = 0.995  # opaque ones exercise the 0.999 clamp and the early stop
     cam = front_camera(40, 35)  # not a multiple of the tile size
     bg = torch.tensor([0.2, 0.5, 1.0])
-    out = rasterize(**s, camera=cam, background=bg, backend=backend)
-    rgb, alpha, depth = brute_force(s, cam, bg)
+    out = rasterize(**s, camera=cam, background=bg, backend=backend, eps2d=eps2d)
+    rgb, alpha, depth = brute_force(s, cam, bg, eps2d)
     torch.testing.assert_close(out.rgb, rgb, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(out.alpha, alpha, rtol=1e-4, atol=1e-5)
     covered = alpha[..., 0] > 0.05
     torch.testing.assert_close(out.depth[covered], depth[covered], rtol=1e-4, atol=1e-5)
     assert covered.float().mean() > 0.1  # the scene is not trivially empty
+
+
+def test_a_smaller_pixel_filter_renders_sharper():
+    s = random_scene(60, seed=5)
+    s["scales"] = s["scales"] * 0.05  # sub-pixel Gaussians: their footprint is the filter's
+    cam = front_camera(40, 35)
+    wide = rasterize(**s, camera=cam, eps2d=0.3, backend="cpu")
+    narrow = rasterize(**s, camera=cam, eps2d=0.1, backend="cpu")
+    assert narrow.alpha.sum() < 0.6 * wide.alpha.sum()  # each splat covers about a third of the area
 
 
 def test_empty_scene_is_background():
@@ -147,9 +156,9 @@ def test_backends_agree_on_cuda():
     s = {k: v.cuda() for k, v in random_scene(2000, seed=7).items()}
     cam = front_camera(128, 96).to("cuda")
     bg = torch.ones(3, device="cuda")
-    a = rasterize(**s, camera=cam, background=bg, backend="gsplat")
-    b = rasterize(**s, camera=cam, background=bg, backend="reference")
-    c = rasterize(**{k: v.cpu() for k, v in s.items()}, camera=cam.to("cpu"), background=bg.cpu(), backend="cpu")
+    a = rasterize(**s, camera=cam, background=bg, backend="gsplat", eps2d=0.1)  # the avatar's pixel filter
+    b = rasterize(**s, camera=cam, background=bg, backend="reference", eps2d=0.1)
+    c = rasterize(**{k: v.cpu() for k, v in s.items()}, camera=cam.to("cpu"), background=bg.cpu(), backend="cpu", eps2d=0.1)
     torch.testing.assert_close(c.rgb, b.rgb.cpu(), rtol=1e-4, atol=1e-4)
     with pytest.raises(RuntimeError, match="needs CPU tensors"):
         rasterize(**s, camera=cam, backend="cpu")

@@ -39,7 +39,7 @@ def rows_of(values: dict[tuple[str, int], float]) -> list[dict]:
 def test_crops_written_by_the_run_are_read_back_by_the_report(tmp_path):
     from eavatar.pipeline.ablation import CROPS_KEY as written_key
     from eavatar.pipeline.ablation import write_crops
-    from eavatar.reports.ablation import CROPS_KEY, load_mouth_crops
+    from eavatar.reports.ablation import CROPS_KEY, load_crops
 
     assert CROPS_KEY == written_key
     rng = np.random.default_rng(0)
@@ -47,7 +47,7 @@ def test_crops_written_by_the_run_are_read_back_by_the_report(tmp_path):
     renders = [rng.integers(0, 256, (5, 7, 3), dtype=np.uint8) for _ in range(3)]
     path = write_crops(tmp_path / "crops.png", ["a t=0", "a t=3", "b t=1"], truth, renders)
     for source in (path, path.read_bytes()):
-        labels, t, r = load_mouth_crops(source)
+        labels, t, r = load_crops(source)
         assert labels == ["a t=0", "a t=3", "b t=1"]
         assert all((x == y).all() for x, y in zip(t + r, truth + renders))
     with pytest.raises(ValueError, match="crops of different sizes"):
@@ -66,12 +66,12 @@ def test_figures_and_page_from_rows_histories_and_crops(tmp_path):
     cell = np.zeros((4, 6, 3), np.uint8)
     crops = {v: (["seq t=0", "seq t=1"], [cell, cell], [cell + k, cell + k]) for k, v in enumerate(variants)}
     images = figures(crops, histories, variants, seeds, tmp_path / "images")
-    assert [p.name for p in images] == ["ablation_mouth.png", "ablation_training.png"] and all(p.stat().st_size > 0 for p in images)
+    assert [p.name for p in images] == ["ablation_crops.png", "ablation_training.png"] and all(p.stat().st_size > 0 for p in images)
     protocol = {"subject": "data/synthetic", "split": "test", "max_steps": 250, "seeds": seeds, "variants": {v: {} for v in variants}}
     table = markdown_table(summarise(rows, variants))
     write_report(tmp_path / "ablation.md", table, protocol, rows, images)
     page = (tmp_path / "ablation.md").read_text()
-    assert table in page and "seeds [0, 1]" in page and "![ablation_mouth](images/ablation_mouth.png)" in page
+    assert table in page and "seeds [0, 1]" in page and "![ablation_crops](images/ablation_crops.png)" in page
     assert "**ctrl** − base (paired by seed): PSNR (dB) +0.600 ± 0.141" in page
     assert "| ctrl | 1 | `ctrl-s1-x` | `0123456` |" in page  # the experiment each number comes from
     assert "dvc exp run --queue" in page

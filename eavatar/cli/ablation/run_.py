@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("artifacts/ablation/run"), help="avatar.pt, params.yaml, eval/ (and the nerfstudio run under train/)")
     p.add_argument("--metrics", type=Path, default=Path("metrics/ablation/run.json"), help="the run's test metrics (dvc metrics)")
     p.add_argument("--history", type=Path, default=Path("metrics/ablation/history.csv"), help="its training history (dvc plots)")
-    p.add_argument("--crops", type=Path, default=Path("metrics/ablation/mouth_crops.png"), help="ground truth and render around the mouth, for the report's figure")
+    p.add_argument("--crops", type=Path, default=Path("metrics/ablation/crops.png"), help="ground truth and render around the mouth and the eyes, for the report's figure")
     p.add_argument("--variant", default=None, help="default: params ablation.variant")
     p.add_argument("--seed", type=int, default=None, help="default: params ablation.seed")
 
