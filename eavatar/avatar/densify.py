@@ -43,7 +43,7 @@ class DensifyConfig:
     """Steps between opacity resets."""
     max_gaussians: int = 12_000
     """No growth beyond this many Gaussians (bounds the CPU step time)."""
-    deformation_split: bool = False
+    deformation_split: bool = True
     """EAvatar's deformation-aware splitting: split Gaussians that move with expressions."""
     tau_split: float = 0.033
     """Split when the largest |f_exp_def| since the last refinement exceeds this, in head radii

@@ -1,6 +1,5 @@
 """Sparse control against a direct evaluation of the paper's formula."""
 
-import numpy as np
 import pytest
 import torch
 

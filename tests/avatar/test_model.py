@@ -105,6 +105,7 @@ def test_sparse_control_moves_neighbours_of_control_gaussians_only_when_enabled(
     from eavatar.avatar.control import SparseControlConfig
 
     avatar = make_avatar(n=400)
+    avatar.cfg.control = SparseControlConfig(enabled=False)
     code = torch.ones(5)
     off = avatar.frame(code, torch.eye(4))
     assert not off.is_control.any()

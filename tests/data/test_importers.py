@@ -2,7 +2,6 @@
 
 import imageio.v3 as iio
 import numpy as np
-import pytest
 from scipy.spatial.transform import Rotation
 
 from eavatar.data.importers import ImportOptions, import_subject

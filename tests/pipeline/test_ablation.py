@@ -315,3 +315,12 @@ def test_ablation_run_trains_evaluates_and_crops_one_variant(tmp_path):
     labels, truth, renders = load_crops(m / "crops.png")
     assert len(labels) == len(truth) == len(renders) > 0 and truth[0].shape == renders[-1].shape
     assert {label.split()[0] for label in labels} == {"mouth", "eyes"}
+    # the eye rows span the lids' range: the most open and the most closed frontal test frames
+    from eavatar.pipeline.ablation import crop_frames
+
+    subject = load_subject(tmp_path / "subject")
+    blink = [k for k, name in enumerate(subject.expression_labels) if "blink" in name]
+    eyes = crop_frames(subject, "eyes")
+    frontal = [i for i in subject.split("test") if subject.camera_indices[i] == subject.camera_indices[eyes[0]]]
+    closure = subject.expressions[:, blink].mean(1)
+    assert closure[eyes].min() == closure[frontal].min() and closure[eyes].max() == closure[frontal].max()
