@@ -20,7 +20,7 @@ bench: setup
 	python benchmarks/bench_rasterizer.py
 	python benchmarks/bench_editor_latency.py
 
-# The ablation as DVC experiments (4 variants x 3 seeds; 45 minutes on 2 cores shared with other jobs, JOBS=1):
+# The ablation as DVC experiments (4 variants x 3 seeds at 3,500 steps; about an hour on 2 idle cores, JOBS=1):
 # the subject and Stage I mesh it needs (cached by DVC, where each queued experiment checks them out), one
 # experiment per run on JOBS queue workers (DVC's run cache replays the unchanged ones), the report from the
 # finished experiments (metrics/ablation.json, docs/ablation.md), then the cost of its components.

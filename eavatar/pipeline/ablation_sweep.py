@@ -81,7 +81,7 @@ def queue_ablation(root: Path, params_file: Path, jobs: int = 1, wait: bool = Tr
     if not wait:
         return {n: "Queued" for n in names}
     try:
-        states = exps.wait(root, names, poll=poll, echo=echo)
+        states = exps.wait(root, names, poll=poll, echo=echo, restart=lambda: exps.start_workers(root, jobs))
     except KeyboardInterrupt:
         echo("stopped waiting; the queue goes on in the background (`dvc queue status`, `dvc queue kill <name>`, `dvc queue stop`)")
         raise

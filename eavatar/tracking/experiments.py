@@ -81,10 +81,23 @@ def task_states(root: Path) -> dict[str, str]:
         return {str(t.get("name") or t["rev"]): str(t["status"]) for t in repo.experiments.celery_queue.status()}
 
 
-def wait(root: Path, names: list[str], poll: float = 5.0, echo: Callable[[str], None] = print, timeout: float | None = None) -> dict[str, str]:
+def wait(
+    root: Path,
+    names: list[str],
+    poll: float = 5.0,
+    echo: Callable[[str], None] = print,
+    timeout: float | None = None,
+    restart: Callable[[], None] | None = None,
+    stall_polls: int = 6,
+) -> dict[str, str]:
     """Poll the queue until every task of ``names`` is Success or Failed; returns their states.
-    Prints a line whenever the counts change."""
-    start, last = time.monotonic(), None
+    Prints a line whenever the counts change.
+
+    A queue worker can stop with tasks still queued (celery's "Got shutdown from remote" was
+    seen once, after one of twelve runs): when tasks of ``names`` stay queued with none running
+    for ``stall_polls`` polls, ``restart`` (e.g. :func:`start_workers`) is called, else it is an error.
+    """
+    start, last, idle = time.monotonic(), None, 0
     while True:
         states = task_states(root)
         mine = {n: states.get(n, "Unknown") for n in names}
@@ -95,6 +108,13 @@ def wait(root: Path, names: list[str], poll: float = 5.0, echo: Callable[[str], 
             last = line
         if all(s in DONE for s in mine.values()):
             return mine
+        idle = idle + 1 if "Queued" in counts and "Running" not in states.values() else 0
+        if idle >= stall_polls:
+            if restart is None:
+                raise ExperimentError(f"{root}: experiments queued but no queue worker runs them ({line}); `dvc queue start`")
+            echo("experiments queued but none running: starting the queue workers again")
+            restart()
+            idle = 0
         if timeout is not None and time.monotonic() - start > timeout:
             raise ExperimentError(f"{root}: experiments not finished after {timeout:.0f} s ({line}); `dvc queue status`")
         time.sleep(poll)

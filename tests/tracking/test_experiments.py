@@ -75,3 +75,41 @@ def test_workers_get_this_python_first_and_the_project_mlflow_store(tmp_path, mo
     env = worker_env(tmp_path)
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
     assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+
+
+def _queue_replay(monkeypatch, polls: list[dict[str, str]]) -> None:
+    """task_states answers the next of ``polls`` (the last one forever); no sleeping."""
+    import eavatar.tracking.experiments as exps
+
+    answers = iter(polls)
+    last = {}
+
+    def states(root):
+        nonlocal last
+        last = next(answers, last)
+        return dict(last)
+
+    monkeypatch.setattr(exps, "task_states", states)
+    monkeypatch.setattr(exps.time, "sleep", lambda s: None)
+
+
+def test_a_queue_whose_worker_stopped_is_restarted_and_finishes(monkeypatch, tmp_path):
+    from eavatar.tracking.experiments import wait
+
+    stalled = {"a": "Success", "b": "Queued"}
+    _queue_replay(monkeypatch, [{"a": "Running", "b": "Queued"}, *[stalled] * 3, {"a": "Success", "b": "Running"}, {"a": "Success", "b": "Success"}])
+    restarts, lines = [], []
+    # the worker of "a" stops after it; "b" waits queued until the queue is started again
+    states = wait(tmp_path, ["a", "b"], echo=lines.append, restart=lambda: restarts.append(1), stall_polls=3)
+    assert states == {"a": "Success", "b": "Success"} and restarts == [1]
+    assert any("starting the queue workers again" in line for line in lines)
+
+
+def test_a_stalled_queue_without_restart_is_an_error_not_a_hang(monkeypatch, tmp_path):
+    import pytest
+
+    from eavatar.tracking.experiments import ExperimentError, wait
+
+    _queue_replay(monkeypatch, [{"a": "Queued"}])
+    with pytest.raises(ExperimentError, match="no queue worker runs them"):
+        wait(tmp_path, ["a"], echo=lambda line: None, stall_polls=3)
