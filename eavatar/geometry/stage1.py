@@ -295,7 +295,27 @@ def train_stage1(
 
     ``landmarks`` [L, 3] are canonical 3D landmarks for L_lmk; the subject format carries none
     yet, so L_lmk is skipped when they are absent (and the result says so).
+
+    Bit-reproducible: torch's deterministic kernels are on for the fit (without them two runs
+    on 2 CPU threads parted after one step, some accumulation summing in thread order; measured
+    cost: none over 60 steps), then the caller's setting is restored.
     """
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _fit_stage1(subject, cfg, prior, landmarks, background, log)
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
+def _fit_stage1(
+    subject: Subject,
+    cfg: StageIConfig,
+    prior: trimesh.Trimesh | None,
+    landmarks: Tensor | None,
+    background: tuple[float, float, float],
+    log: Callable[[str], None],
+) -> StageIResult:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     center, half = grid_box(subject, prior, cfg)
