@@ -42,7 +42,7 @@ def main() -> None:
     from eavatar.data.frames import load_ground_truth
     from eavatar.data.subject import load_subject
     from eavatar.metrics.image import psnr
-    from eavatar.metrics.regions import load_region_map, region_metrics
+    from eavatar.metrics.regions import load_region_map, region_psnr
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/synthetic"))
@@ -61,8 +61,7 @@ def main() -> None:
             blurred = low_pass(gt, v)
             values = {"psnr": float(psnr(blurred, gt))}
             if regions is not None:
-                metrics = region_metrics(blurred, gt, regions, subject.region_labels)
-                values.update({k: x for k, x in metrics.items() if k.endswith("_psnr") and x is not None})
+                values.update({k: x for k, x in region_psnr(blurred, gt, regions, subject.region_labels).items() if x is not None})
             for k, x in values.items():
                 rows[v].setdefault(k, []).append(x)
     result = {

@@ -155,7 +155,7 @@ def collect(root: Path, params_file: Path) -> Collection:
 
 def run_rows(root: Path, collection: Collection) -> tuple[list[dict], dict, dict]:
     """(rows, histories, crops) of the chosen runs: a row is the run's metrics with variant, seed,
-    experiment and commit; histories by (variant, seed); the mouth crops of each variant's first seed."""
+    experiment and commit; histories by (variant, seed); the mouth and eye crops of each variant's first seed."""
     from eavatar.tracking.history import read_history
 
     keys = [(v, s) for v in collection.variants for s in collection.seeds if (v, s) in collection.chosen]

@@ -1,6 +1,6 @@
 """The ablation of sparse control, deformation-aware splitting and the prior, as DVC experiments.
 
-  eavatar ablation run      one variant at one seed: train, evaluate, mouth crops (ablation/dvc.yaml's run stage)
+  eavatar ablation run      one variant at one seed: train, evaluate, mouth and eye crops (ablation/dvc.yaml's run stage)
   eavatar ablation queue    one DVC experiment per variant x seed, `dvc queue start -j N`, wait
   eavatar ablation report   metrics/ablation.json, docs/ablation.md and figures from the finished experiments
 

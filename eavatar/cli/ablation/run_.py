@@ -1,4 +1,4 @@
-"""One ablation run: a variant of params.yaml `ablation` at one seed, trained, evaluated on the test split, mouth crops.
+"""One ablation run: a variant of params.yaml `ablation` at one seed, trained, evaluated on the test split, mouth and eye crops.
 
 The command of ablation/dvc.yaml's run stage; the variant and seed are params.yaml
 `ablation.variant` and `ablation.seed` (each queued experiment sets them with -S) unless given.
