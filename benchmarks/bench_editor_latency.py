@@ -1,12 +1,14 @@
 """Slider-to-image latency of the expression editor (notebook 02): median and p90 over slider moves.
 
-    python benchmarks/bench_editor_latency.py [--moves 40] [--size 256] [--out benchmarks/results/editor_latency.json]
+    python benchmarks/bench_editor_latency.py [--moves 40] [--size 256] [--avatar A] [--baseline-rev REV] [--out benchmarks/results/editor_latency.json]
 
 One "move" is what a slider's observer does: set the coefficient, re-render, encode the PNG
-the image widget shows. The avatar is artifacts/train/avatar.pt when it exists, else an
-untrained avatar with the params.yaml architecture seeded with 12,000 Gaussians (the size
-the demo run ends at); the output says which. Also timed: the generator alone (frame), the
-rasteriser alone, the PNG encoding. Results go to docs/benchmarks.md.
+the image widget shows. The avatar is ``--avatar`` (default artifacts/train/avatar.pt) when it
+exists, else an untrained avatar with the params.yaml architecture seeded with 12,000 Gaussians
+(the size the demo run ends at); the output says which. Also timed: the avatar's frame (the
+generator, every input changed), the rasteriser alone, the PNG encoding. With ``--baseline-rev``
+the same moves run on that revision's package in a child process (benchmarks/baseline.py) and
+the ratios are reported. Results go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from eavatar.ui.editor import ExpressionEditor, build_widget, head_pose_matrix, png_bytes, torch_threads
-from eavatar.ui.quickstart import avatar_or_untrained, subject_or_small
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import at_revision, package_path, ratio  # noqa: E402
+
+from eavatar.ui import editor as editor_module  # noqa: E402
+from eavatar.ui.editor import ExpressionEditor, build_widget, head_pose_matrix, png_bytes  # noqa: E402
+from eavatar.ui.quickstart import avatar_or_untrained, subject_or_small  # noqa: E402
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -66,7 +73,8 @@ def stages(editor: ExpressionEditor, repeats: int) -> dict[str, dict]:
     avatar, s = editor.avatar, editor.state
     pose = head_pose_matrix(editor.reference, s.yaw, s.pitch)
     camera = orbit_camera(avatar, editor.subject, editor.reference, 0.0, 0.0, editor.size)
-    with torch.inference_mode(), torch_threads(editor.threads):
+    threads = getattr(editor_module, "cpu_threads", None) or editor_module.torch_threads  # (torch_threads: baseline revisions)
+    with torch.inference_mode(), threads(editor.threads):
         g = avatar.frame(s.expression, pose)
         image = editor.render()
         return {
@@ -80,32 +88,48 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--moves", type=int, default=40)
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads while rendering, one run each")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="compute threads while rendering (the editor's threads), one run each")
     ap.add_argument("--avatar", type=Path, default=Path("artifacts/train/avatar.pt"))
     ap.add_argument("--data", type=Path, default=Path("data/synthetic"))
+    ap.add_argument("--baseline-rev", help="git revision to time the same moves on, in this run")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/editor_latency.json"))
+    ap.add_argument("--as-baseline", action="store_true", help=argparse.SUPPRESS)  # set by baseline.at_revision
     args = ap.parse_args()
     subject, subject_note = subject_or_small(args.data)
     loaded = avatar_or_untrained(args.avatar, subject, num_points=None if args.avatar.is_file() else 12_000)
-    print(subject_note, "\n" + loaded.note, sep="")
+    print(subject_note, "\n" + loaded.note, sep="", file=sys.stderr)
     editor = ExpressionEditor(loaded.avatar, subject, loaded.reference_head_pose, loaded.background, size=args.size)
     load_before = os.getloadavg()[0]
     runs = {}
     for threads in args.threads:
         editor.threads = threads
         runs[f"threads={threads}"] = {"slider_move": slider_moves(editor, args.moves), "stages": stages(editor, max(5, args.moves // 4))}
+    if args.as_baseline:
+        print(json.dumps({**runs, "package": package_path()}))
+        return
     result = {
         "avatar": loaded.note,
         "trained": loaded.trained,
         "gaussians": len(loaded.avatar.canonical),
         "size_px": args.size,
         **runs,
-        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after: other processes on the cores
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
     }
+    if args.baseline_rev:
+        forwarded = ["--moves", str(args.moves), "--size", str(args.size), "--threads", *map(str, args.threads), "--avatar", str(args.avatar), "--data", str(args.data)]
+        baseline = at_revision(args.baseline_rev, __file__, forwarded)
+        result["baseline"] = {"revision": args.baseline_rev, **{k: v for k, v in baseline.items() if k.startswith("threads=")}}
+        result["speedup"] = {
+            key: ratio(baseline[key]["slider_move"]["wall"]["median_ms"], runs[key]["slider_move"]["wall"]["median_ms"]) for key in runs
+        }
+    result.update(
+        {
+            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after: other processes on the cores
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
+    )
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

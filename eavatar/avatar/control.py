@@ -42,34 +42,39 @@ def control_mask(displacement: Tensor, tau: float) -> Tensor:
     return displacement.detach().norm(dim=-1) > tau
 
 
-def neighbour_pairs(points: Tensor, is_control: Tensor, radius: float) -> tuple[Tensor, Tensor]:
-    """(j, i) index pairs: non-control j within ``radius`` of control i (|x_j - x_i| <= radius)."""
+def neighbour_pairs(points: Tensor, is_control: Tensor, radius: float, tree: cKDTree | None = None) -> tuple[Tensor, Tensor]:
+    """(j, i) index pairs: non-control j within ``radius`` of control i (|x_j - x_i| <= radius).
+
+    ``tree``: a KD-tree of all ``points`` to reuse (points that do not move between frames);
+    only the control Gaussians' tree is built per call.
+    """
     device = points.device
     ctrl = torch.nonzero(is_control).squeeze(1)
-    free = torch.nonzero(~is_control).squeeze(1)
-    if len(ctrl) == 0 or len(free) == 0:
+    if len(ctrl) == 0 or len(ctrl) == len(is_control):
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty
     pts = points.detach().cpu().numpy().astype(np.float64)
-    pairs = cKDTree(pts[free.cpu().numpy()]).sparse_distance_matrix(cKDTree(pts[ctrl.cpu().numpy()]), radius, output_type="ndarray")
-    j = free[torch.as_tensor(pairs["i"].astype(np.int64), device=device)]
-    i = ctrl[torch.as_tensor(pairs["j"].astype(np.int64), device=device)]
-    return j, i
+    tree = cKDTree(pts) if tree is None else tree
+    ctrl = ctrl.cpu().numpy()
+    pairs = cKDTree(pts[ctrl]).sparse_distance_matrix(tree, radius, output_type="ndarray")
+    i, j = ctrl[pairs["i"]], pairs["j"].astype(np.int64)
+    free = ~is_control.cpu().numpy()[j]
+    return torch.from_numpy(j[free]).to(device), torch.from_numpy(i[free]).to(device)
 
 
-def propagate(points: Tensor, displacement: Tensor, is_control: Tensor, radius: float, sigma: float) -> Tensor:
+def propagate(points: Tensor, displacement: Tensor, is_control: Tensor, radius: float, sigma: float, tree: cKDTree | None = None) -> Tensor:
     """Displacements [N, 3] after control Gaussians moved their neighbours.
 
     Differentiable in ``displacement`` (gradients reach the control Gaussians' MLP outputs
     through the blend) and in ``points``; control rows and rows reached by no control
-    Gaussian are returned unchanged.
+    Gaussian are returned unchanged. ``tree``: as in :func:`neighbour_pairs`.
     """
-    j, i = neighbour_pairs(points, is_control, radius)
+    j, i = neighbour_pairs(points, is_control, radius, tree)
     if len(j) == 0:
         return displacement
     n = points.shape[0]
-    logits = -((points[j] - points[i]) ** 2).sum(-1) / sigma**2
+    logits = -((points.index_select(0, j) - points.index_select(0, i)) ** 2).sum(-1) / sigma**2
     peak = torch.full((n,), -torch.inf, dtype=logits.dtype, device=logits.device).scatter_reduce(0, j, logits.detach(), "amax")
-    w = torch.exp(logits - peak[j])
-    w = w / torch.zeros(n, dtype=w.dtype, device=w.device).index_add(0, j, w)[j]
-    return displacement + torch.zeros_like(displacement).index_add(0, j, w[:, None] * displacement[i])
+    w = torch.exp(logits - peak.index_select(0, j))
+    w = w / torch.zeros(n, dtype=w.dtype, device=w.device).index_add(0, j, w).index_select(0, j)
+    return displacement + torch.zeros_like(displacement).index_add(0, j, w[:, None] * displacement.index_select(0, i))

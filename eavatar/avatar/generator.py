@@ -19,10 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: Width of each attribute head of the appearance trunks: colour, rotation, log-scale, opacity logit.
 ATTRIBUTE_SIZES = {"color": 3, "quats": 4, "scales": 3, "opacities": 1}
+#: A branch's output: displacement [N, 3] and attribute residuals by name.
+BranchOutput = tuple[Tensor, dict[str, Tensor]]
 
 
 @dataclass
@@ -57,22 +60,36 @@ def positional_encoding(x: Tensor, frequencies: int) -> Tensor:  # [N, 3] -> [N,
 
 
 class Branch(nn.Module):
-    """One conditioning branch (expression or pose): a position trunk and an appearance trunk."""
+    """One conditioning branch (expression or pose): a position trunk and an appearance trunk.
+
+    Each trunk's first layer reads [per-Gaussian input, code]; it is evaluated as the sum of its
+    two parts, so the per-Gaussian part (``rows``) can be kept while only the code changes (the
+    expression editor) and the code's columns never enter an N-row matrix product.
+    """
 
     def __init__(self, code_dim: int, pos_dim: int, feature_dim: int, cfg: GeneratorConfig):
         super().__init__()
+        self.row_dims = (pos_dim, feature_dim)
         self.deform = mlp(pos_dim + code_dim, cfg.hidden_dim, cfg.num_layers, 3)
         self.attributes = mlp(feature_dim + code_dim, cfg.hidden_dim, cfg.num_layers, sum(ATTRIBUTE_SIZES.values()))
         for head in (self.deform[-1], self.attributes[-1]):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
 
-    def forward(self, pos_enc: Tensor, features: Tensor, code: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, pos_enc: Tensor, features: Tensor, code: Tensor) -> BranchOutput:
         """pos_enc [N, P], features [N, F], code [C] -> displacement [N, 3] and residuals by name."""
-        n = pos_enc.shape[0]
-        c = code.expand(n, -1)
-        displacement = self.deform(torch.cat([pos_enc, c], dim=-1))
-        out = self.attributes(torch.cat([features, c], dim=-1))
+        return self.from_rows(self.rows(pos_enc, features), code)
+
+    def rows(self, pos_enc: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
+        """The code-independent part of each trunk's first layer (bias included): [N, H] twice."""
+        (deform, attributes), (p, f) = (self.deform[0], self.attributes[0]), self.row_dims
+        return F.linear(pos_enc, deform.weight[:, :p], deform.bias), F.linear(features, attributes.weight[:, :f], attributes.bias)
+
+    def from_rows(self, rows: tuple[Tensor, Tensor], code: Tensor) -> BranchOutput:
+        """Finish both trunks from :meth:`rows` and the code [C]."""
+        (deform_rows, attribute_rows), (p, f) = rows, self.row_dims
+        displacement = self.deform[1:](deform_rows + self.deform[0].weight[:, p:] @ code)
+        out = self.attributes[1:](attribute_rows + self.attributes[0].weight[:, f:] @ code)
         return displacement, dict(zip(ATTRIBUTE_SIZES, out.split(list(ATTRIBUTE_SIZES.values()), dim=-1)))
 
 
@@ -102,11 +119,21 @@ class DynamicGenerator(nn.Module):
             exp_displacement [N, 3], pose_displacement [N, 3] (head-radius units) and the summed
             attribute outputs {"color", "quats", "scales", "opacities"}.
         """
+        self.check_expression(expression)
+        pos_enc = positional_encoding(normalized_means, self.cfg.pos_frequencies)
+        exp_out = self.expression(pos_enc, features, expression)
+        return combine(exp_out, None if self.pose is None else self.pose(pos_enc, features, pose))
+
+    def check_expression(self, expression: Tensor) -> None:
         if expression.shape[-1] != self.d_exp:
             raise ValueError(f"expression has {expression.shape[-1]} values, the avatar was trained with d_exp={self.d_exp}")
-        pos_enc = positional_encoding(normalized_means, self.cfg.pos_frequencies)
-        exp_dx, attrs = self.expression(pos_enc, features, expression)
-        if self.pose is None:
-            return exp_dx, torch.zeros_like(exp_dx), attrs
-        pose_dx, pose_attrs = self.pose(pos_enc, features, pose)
-        return exp_dx, pose_dx, {k: attrs[k] + pose_attrs[k] for k in attrs}
+
+
+
+def combine(exp_out: BranchOutput, pose_out: BranchOutput | None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """(exp displacement, pose displacement, summed attribute residuals) from the two branches' outputs."""
+    exp_dx, attrs = exp_out
+    if pose_out is None:
+        return exp_dx, torch.zeros_like(exp_dx), attrs
+    pose_dx, pose_attrs = pose_out
+    return exp_dx, pose_dx, {k: attrs[k] + pose_attrs[k] for k in attrs}

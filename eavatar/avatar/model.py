@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from scipy.spatial import cKDTree
 from torch import Tensor, nn
 
 from eavatar.avatar.control import SparseControlConfig, control_mask, propagate
@@ -44,6 +45,15 @@ class FrameGaussians:
     is_control: Tensor  # [N] bool, control Gaussians of this frame (all False when control is off)
 
 
+@dataclass
+class Controlled:
+    """Expression displacements after sparse control."""
+
+    displacement: Tensor  # [N, 3] head radii, control Gaussians' displacements propagated to their neighbours
+    magnitude: Tensor  # [N] |f_exp_def| before control
+    is_control: Tensor  # [N] bool (all False when control is off)
+
+
 class HeadAvatar(nn.Module):
     """The whole avatar; ``frame`` evaluates Phi for (theta, head pose), ``render`` rasterises it."""
 
@@ -65,19 +75,29 @@ class HeadAvatar(nn.Module):
     def d_exp(self) -> int:
         return self.generator.d_exp
 
+    def normalized_means(self) -> Tensor:
+        """[N, 3] canonical centres in head radii about the centre: what the generator and control read."""
+        return (self.canonical.params["means"] - self.center) / self.radius
+
     def frame(self, expression: Tensor, head_pose: Tensor) -> FrameGaussians:
         """Gaussians at expression theta [d_exp] and world-from-head pose [4, 4]."""
-        p = self.canonical.params
-        normalized = (p["means"] - self.center) / self.radius
-        exp_dx, pose_dx, attrs = self.generator(normalized, p["features"], expression, pose_code(head_pose))
-        control = self.cfg.control
-        is_control = control_mask(exp_dx, control.tau)
+        normalized = self.normalized_means()
+        exp_dx, pose_dx, attrs = self.generator(normalized, self.canonical.params["features"], expression, pose_code(head_pose))
+        return self.compose(self.control(normalized, exp_dx), pose_dx, attrs, head_pose)
+
+    def control(self, normalized: Tensor, exp_dx: Tensor, tree: cKDTree | None = None) -> Controlled:
+        """Sparse expression control on the expression displacements [N, 3] (``tree``: of ``normalized``, reused)."""
+        cfg = self.cfg.control
+        is_control = control_mask(exp_dx, cfg.tau)
         magnitude = exp_dx.detach().norm(dim=-1)
-        if control.enabled:
-            exp_dx = propagate(normalized.detach(), exp_dx, is_control, control.radius, control.sigma)
-        else:
-            is_control = torch.zeros_like(is_control)
-        means_head = p["means"] + self.radius * (exp_dx + pose_dx)
+        if not cfg.enabled:
+            return Controlled(exp_dx, magnitude, torch.zeros_like(is_control))
+        return Controlled(propagate(normalized.detach(), exp_dx, is_control, cfg.radius, cfg.sigma, tree), magnitude, is_control)
+
+    def compose(self, controlled: Controlled, pose_dx: Tensor, attrs: dict[str, Tensor], head_pose: Tensor) -> FrameGaussians:
+        """The frame's Gaussians: G0 plus the generator's residuals, then the rigid head pose."""
+        p = self.canonical.params
+        means_head = p["means"] + self.radius * (controlled.displacement + pose_dx)
         means, quats = apply_head_pose(means_head, p["quats"] + attrs["quats"], head_pose)
         return FrameGaussians(
             means=means,
@@ -85,9 +105,9 @@ class HeadAvatar(nn.Module):
             scales=torch.exp(p["scales"] + attrs["scales"]),
             opacities=torch.sigmoid(p["opacities"] + attrs["opacities"][:, 0]),
             colors=torch.sigmoid(attrs["color"]),
-            exp_displacement=self.radius * exp_dx,
-            exp_magnitude=magnitude,
-            is_control=is_control,
+            exp_displacement=self.radius * controlled.displacement,
+            exp_magnitude=controlled.magnitude,
+            is_control=controlled.is_control,
         )
 
     def render(self, camera: Camera, expression: Tensor, head_pose: Tensor, background: Tensor) -> RenderOutput:

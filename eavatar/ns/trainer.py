@@ -97,9 +97,9 @@ class EAvatarTrainer(Trainer):
     def train_iteration(self, step: int):
         loss, loss_dict, metrics_dict = super().train_iteration(step)
         if step % self.config.mlflow_log_every == 0:
-            values = {f"loss/{k}": float(v) for k, v in loss_dict.items()}
+            values = {f"loss/{k}": float(v.detach()) for k, v in loss_dict.items()}
             values.update({f"train/{k}": float(v) for k, v in metrics_dict.items()})
-            values["loss/total"] = float(loss)
+            values["loss/total"] = float(loss.detach())
             self.run.log_metrics(values, step=step)
             append_history(self.history_path(), step, values)
         return loss, loss_dict, metrics_dict

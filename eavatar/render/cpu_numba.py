@@ -47,24 +47,63 @@ def _sigma(dx, dy, a, b, c):  # pragma: no cover - compiled
     return HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
 
 
-@numba.njit(cache=True, nogil=True)
-def _blend(order, means2d, conics, opacities, radii, features, width, height, acc, acc_alpha):  # pragma: no cover - compiled
+@numba.njit(cache=True, nogil=True, inline="always")
+def _alpha_bound(o):  # pragma: no cover - compiled
+    """An upper bound of sigma where alpha = o exp(-sigma) can still reach 1/255 (the exact test runs below it)."""
+    return math.log(max(o / A_MIN, 1e-30)) * (1.0 + 1e-5) + 1e-5
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_span(dy, mx, a, b, c, bound, x0, x1):  # pragma: no cover - compiled
+    """The pixels [s0, s1) of a row, within [x0, x1), whose centres can have sigma <= bound.
+
+    sigma(dx) = a dx^2 / 2 + b dy dx + c dy^2 / 2 is a parabola in dx (a > 0): outside its roots
+    no pixel of this row passes. Solved in float64 with slack on the bound and one pixel of
+    margin each side, so rounding only ever widens the span; the exact per-pixel test decides.
+    """
+    a, b, c, dy = np.float64(a), np.float64(b), np.float64(c), np.float64(dy)
+    if a <= 0.0:
+        return x0, x1
+    disc = (b * dy) ** 2 - a * (c * dy * dy - 2.0 * (bound * 1.001 + 1e-3))
+    if disc < 0.0:
+        return x0, x0
+    root = math.sqrt(disc)
+    s0 = max(x0, int(math.floor(mx + (-b * dy - root) / a - 0.5)) - 1)
+    s1 = min(x1, int(math.ceil(mx + (-b * dy + root) / a - 0.5)) + 2)
+    return s0, max(s0, s1)
+
+
+@numba.njit(cache=True, parallel=True)
+def _blend(order, means2d, conics, opacities, radii, features, width, height, bands, acc, acc_alpha):  # pragma: no cover - compiled
+    """Every Gaussian front to back into the image, cut into ``bands`` bands of rows, one per thread."""
     transmittance = np.ones(width * height, np.float32)
     done = np.zeros(width * height, np.bool_)
+    per_band = (height + bands - 1) // bands
+    for band in numba.prange(bands):
+        _blend_rows(order, means2d, conics, opacities, radii, features, width, height, band * per_band, min(height, (band + 1) * per_band), transmittance, done, acc, acc_alpha)
+
+
+@numba.njit(cache=True, nogil=True)
+def _blend_rows(order, means2d, conics, opacities, radii, features, width, height, r0, r1, transmittance, done, acc, acc_alpha):  # pragma: no cover - compiled
     for g in order:
         mx, my = means2d[g, 0], means2d[g, 1]
         a, b, c, o = conics[g, 0], conics[g, 1], conics[g, 2], opacities[g]
+        bound = _alpha_bound(o)
         x0, x1, y0, y1 = _box(mx, my, radii[g], width, height)
+        y0, y1 = max(y0, r0), min(y1, r1)
         for py in range(y0, y1):
             dy = (np.float32(py) + HALF) - my
-            for px in range(x0, x1):
+            s0, s1 = _row_span(dy, mx, a, b, c, bound, x0, x1)
+            for px in range(s0, s1):
+                p = py * width + px
+                if done[p]:
+                    continue
                 dx = (np.float32(px) + HALF) - mx
                 sigma = _sigma(dx, dy, a, b, c)
-                if sigma < 0:
+                if sigma < 0 or sigma > bound:
                     continue
                 alpha = o * np.exp(-sigma)
-                p = py * width + px
-                if alpha < A_MIN or done[p]:
+                if alpha < A_MIN:
                     continue
                 alpha = min(alpha, A_MAX)
                 after = transmittance[p] * (ONE - alpha)
@@ -83,12 +122,12 @@ def _visit(g, means2d, conics, opacities, radii, width, height, sweep, row, ids)
     """Each pixel that Gaussian g reaches: sweep 0 counts it in ``row``; sweep 1 writes g at cursor ``row[p]``."""
     mx, my = means2d[g, 0], means2d[g, 1]
     a, b, c, o = conics[g, 0], conics[g, 1], conics[g, 2], opacities[g]
-    # alpha >= 1/255 <=> sigma <= log(o * 255): the exact test runs only near that bound
-    bound = math.log(max(o / A_MIN, 1e-30)) * (1.0 + 1e-5) + 1e-5
+    bound = _alpha_bound(o)  # alpha >= 1/255 <=> sigma <= log(o * 255): the exact test runs only near that bound
     x0, x1, y0, y1 = _box(mx, my, radii[g], width, height)
     for py in range(y0, y1):
         dy = (np.float32(py) + HALF) - my
-        for px in range(x0, x1):
+        s0, s1 = _row_span(dy, mx, a, b, c, bound, x0, x1)
+        for px in range(s0, s1):
             dx = (np.float32(px) + HALF) - mx
             sigma = _sigma(dx, dy, a, b, c)
             if sigma < 0 or sigma > bound or o * np.exp(-sigma) < A_MIN:
@@ -247,6 +286,6 @@ def _composite_view(proj: Projected, opacities: Tensor, features: Tensor, width:
     D = features.shape[-1]
     acc = np.zeros((width * height, D), np.float32)
     acc_alpha = np.zeros(width * height, np.float32)
-    _blend(order.numpy(), _array(proj.means2d[0]), _array(proj.conics), _array(opacities), proj.radii.numpy(), _array(features), width, height, acc, acc_alpha)
+    _blend(order.numpy(), _array(proj.means2d[0]), _array(proj.conics), _array(opacities), proj.radii.numpy(), _array(features), width, height, numba.get_num_threads(), acc, acc_alpha)
     out, alpha = torch.from_numpy(acc).to(features.dtype), torch.from_numpy(acc_alpha).to(features.dtype)
     return out.reshape(height, width, D), alpha.reshape(height, width, 1)

@@ -10,11 +10,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 import torch
 from torch import Tensor
 
 from eavatar.avatar.drive import orbit_camera
+from eavatar.avatar.frozen import FrozenAvatar
 from eavatar.avatar.model import HeadAvatar
 from eavatar.data.expression_labels import group_labels
 from eavatar.data.frames import to_uint8
@@ -32,20 +34,22 @@ def head_pose_matrix(reference: Tensor, yaw_deg: float, pitch_deg: float) -> Ten
 
 
 @contextmanager
-def torch_threads(n: int | None):
-    """Run with ``n`` intra-op threads (None: leave as is), then restore.
+def cpu_threads(n: int | None):
+    """Run torch's and numba's compute on ``n`` threads (None: leave as is), then restore.
 
-    A re-render is a few dozen short tensor ops; on a 2-core machine shared with other
-    processes, two OpenMP threads spin against them and a slider move took 4x longer than
-    with one (docs/benchmarks.md).
+    A re-render is a few dozen short tensor ops and one compiled compositing pass; on a
+    2-core machine shared with other processes, two OpenMP threads spin against them and a
+    slider move took 4x longer than with one (docs/benchmarks.md).
     """
-    before = torch.get_num_threads()
+    before = torch.get_num_threads(), numba.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
 
 
 @dataclass
@@ -66,12 +70,13 @@ class ExpressionEditor:
         if subject.d_exp != avatar.d_exp:
             raise ValueError(f"{subject.transforms_path}: {subject.d_exp} expression coefficients, the avatar expects {avatar.d_exp}")
         self.avatar = avatar.eval()
+        self.frozen = FrozenAvatar(self.avatar)  # a slider re-runs only what it changes
         self.subject = subject
         self.labels = list(subject.expression_labels)
         self.reference = reference_head_pose.float().cpu()
         self.background = background.to(avatar.center.device)
         self.size = size
-        self.threads = threads  # torch threads while rendering (see torch_threads)
+        self.threads = threads  # compute threads while rendering (see cpu_threads)
         self.state = EditorState(torch.zeros(len(self.labels)))
 
     def set(self, label: str, value: float) -> None:
@@ -98,7 +103,7 @@ class ExpressionEditor:
 
     def render(self, expression: Tensor | None = None) -> np.ndarray:
         """uint8 [H, W, 3] of the current state (or of ``expression`` with the current pose and camera)."""
-        with torch.inference_mode(), torch_threads(self.threads):
+        with torch.inference_mode(), cpu_threads(self.threads):
             return self._render(expression)
 
     def _render(self, expression: Tensor | None) -> np.ndarray:
@@ -107,7 +112,7 @@ class ExpressionEditor:
         pose = head_pose_matrix(self.reference, s.yaw, s.pitch).to(device)
         camera = orbit_camera(self.avatar, self.subject, self.reference.to(device), s.azimuth, s.elevation, self.size)
         code = (s.expression if expression is None else expression).to(device)
-        return to_uint8(self.avatar.render(camera, code, pose, self.background).rgb)
+        return to_uint8(self.frozen.render(camera, code, pose, self.background).rgb)
 
     def track(self, sequence: str) -> Tensor:
         """The expression track [T, d_exp] of one of the subject's sequences (any camera), for cross-reenactment."""

@@ -1,7 +1,9 @@
 """Sparse control against a direct evaluation of the paper's formula."""
 
+import numpy as np
 import pytest
 import torch
+from scipy.spatial import cKDTree
 
 from eavatar.avatar.control import control_mask, neighbour_pairs, propagate
 
@@ -64,6 +66,9 @@ def test_kd_tree_pairs_equal_brute_force():
     d = torch.cdist(points, points)
     expected = torch.nonzero((d <= 0.08) & (~is_control)[:, None] & is_control[None, :])
     assert sorted(zip(j.tolist(), i.tolist())) == sorted(map(tuple, expected.tolist()))
+    tree = cKDTree(points.numpy().astype(np.float64))  # a tree of all points, reused across frames
+    j2, i2 = neighbour_pairs(points, is_control, 0.08, tree)
+    assert sorted(zip(j2.tolist(), i2.tolist())) == sorted(map(tuple, expected.tolist()))
 
 
 def test_gradients_reach_control_displacements(cloud):
