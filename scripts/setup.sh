@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create ./.venv and install EAvatar with everything its pipeline, tests and notebooks use.
 # Idempotent: a second run only checks. Needs Python 3.10-3.12 and the package registries.
+# With an NVIDIA GPU (nvidia-smi, and torch sees CUDA) it also installs nvcc from the package
+# registry and builds gsplat's CUDA kernels (eavatar/render/cuda_build.py); CPU-only machines skip that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -8,9 +10,32 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.eavatar-installed
+
+# GPU machines, on every run (the stamp says nothing about the machine): gsplat compiles its CUDA
+# kernels with nvcc on first use, and a machine with only the driver has no nvcc. Install nvcc of
+# torch's CUDA version from the package registry, then build the kernels once (minutes; later runs
+# load them). A failed build is a warning, not an error: rasterising on CUDA then falls back to the
+# slower plain-PyTorch path (eavatar/render/rasterize.py).
+gpu_kernels() {
+  command -v nvidia-smi >/dev/null 2>&1 || return 0
+  if ! .venv/bin/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "setup: WARNING: nvidia-smi is here but torch sees no CUDA device (a driver older than torch's CUDA?); gsplat's kernels not built"
+    return 0
+  fi
+  local wheels reqs
+  if wheels=$(.venv/bin/python -m eavatar.render.cuda_build --wheels); then
+    read -r -a reqs <<< "$wheels"  # words, unglobbed ("nvidia-cuda-nvcc==13.2.*")
+    .venv/bin/python -m pip install -q "${reqs[@]}" || echo "setup: WARNING: could not install nvcc ($wheels)"
+  else
+    echo "setup: no nvcc wheels for torch's CUDA: gsplat's build needs a CUDA toolkit of that version (CUDA_HOME)"
+  fi
+  .venv/bin/python -m eavatar.render.cuda_build || echo "setup: WARNING: continuing without gsplat's CUDA kernels (training on this GPU uses the slower tensor path)"
+}
+
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: .venv is up to date"
+  gpu_kernels
   exit 0
 fi
 .venv/bin/python -m pip install -q --upgrade pip wheel "setuptools>=68"
@@ -24,3 +49,4 @@ fi
 .venv/bin/python -c "from eavatar.data.face_tracker import find_face_landmarker; find_face_landmarker()"
 .venv/bin/python -c "import eavatar, nerfstudio, gsplat, torch; print('setup: torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
 echo "$want" > "$stamp"
+gpu_kernels

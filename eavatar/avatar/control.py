@@ -9,7 +9,8 @@ by a normalised Gaussian-kernel blend of their displacements:
 Units: all three lengths are in head radii (the avatar's ``radius`` buffer), so one value
 serves every subject; the paper leaves tau's units unstated (docs/method.md). Distances are
 measured between canonical centres, so the neighbourhoods do not flicker with the expression.
-Neighbours come from a KD-tree (scipy cKDTree): no N x N matrix is ever built.
+Neighbours come from a KD-tree (scipy cKDTree): no N x N matrix is ever built. For points that
+do not move between frames (an avatar being edited), :class:`ControlKernel` precomputes them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.sparse import csr_matrix
 from scipy.spatial import cKDTree
 from torch import Tensor
 
@@ -42,34 +44,27 @@ def control_mask(displacement: Tensor, tau: float) -> Tensor:
     return displacement.detach().norm(dim=-1) > tau
 
 
-def neighbour_pairs(points: Tensor, is_control: Tensor, radius: float, tree: cKDTree | None = None) -> tuple[Tensor, Tensor]:
-    """(j, i) index pairs: non-control j within ``radius`` of control i (|x_j - x_i| <= radius).
-
-    ``tree``: a KD-tree of all ``points`` to reuse (points that do not move between frames);
-    only the control Gaussians' tree is built per call.
-    """
+def neighbour_pairs(points: Tensor, is_control: Tensor, radius: float) -> tuple[Tensor, Tensor]:
+    """(j, i) index pairs: non-control j within ``radius`` of control i (|x_j - x_i| <= radius)."""
     device = points.device
-    ctrl = torch.nonzero(is_control).squeeze(1)
-    if len(ctrl) == 0 or len(ctrl) == len(is_control):
+    mask = is_control.cpu().numpy()
+    ctrl, free = np.nonzero(mask)[0], np.nonzero(~mask)[0]
+    if len(ctrl) == 0 or len(free) == 0:
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty
     pts = points.detach().cpu().numpy().astype(np.float64)
-    tree = cKDTree(pts) if tree is None else tree
-    ctrl = ctrl.cpu().numpy()
-    pairs = cKDTree(pts[ctrl]).sparse_distance_matrix(tree, radius, output_type="ndarray")
-    i, j = ctrl[pairs["i"]], pairs["j"].astype(np.int64)
-    free = ~is_control.cpu().numpy()[j]
-    return torch.from_numpy(j[free]).to(device), torch.from_numpy(i[free]).to(device)
+    pairs = cKDTree(pts[free]).sparse_distance_matrix(cKDTree(pts[ctrl]), radius, output_type="ndarray")
+    return torch.from_numpy(free[pairs["i"]]).to(device), torch.from_numpy(ctrl[pairs["j"]]).to(device)
 
 
-def propagate(points: Tensor, displacement: Tensor, is_control: Tensor, radius: float, sigma: float, tree: cKDTree | None = None) -> Tensor:
+def propagate(points: Tensor, displacement: Tensor, is_control: Tensor, radius: float, sigma: float) -> Tensor:
     """Displacements [N, 3] after control Gaussians moved their neighbours.
 
     Differentiable in ``displacement`` (gradients reach the control Gaussians' MLP outputs
     through the blend) and in ``points``; control rows and rows reached by no control
-    Gaussian are returned unchanged. ``tree``: as in :func:`neighbour_pairs`.
+    Gaussian are returned unchanged.
     """
-    j, i = neighbour_pairs(points, is_control, radius, tree)
+    j, i = neighbour_pairs(points, is_control, radius)
     if len(j) == 0:
         return displacement
     n = points.shape[0]
@@ -78,3 +73,30 @@ def propagate(points: Tensor, displacement: Tensor, is_control: Tensor, radius: 
     w = torch.exp(logits - peak.index_select(0, j))
     w = w / torch.zeros(n, dtype=w.dtype, device=w.device).index_add(0, j, w).index_select(0, j)
     return displacement + torch.zeros_like(displacement).index_add(0, j, w[:, None] * displacement.index_select(0, i))
+
+
+class ControlKernel:
+    """:func:`propagate` for points that do not move (a trained avatar's canonical centres).
+
+    The kernel weights exp(-|x_j - x_i|^2 / sigma^2) of every pair within ``radius`` are fixed,
+    so they are computed once into a sparse matrix K (float64: no shift by the largest weight
+    is needed down to exp(-700)); a frame is then one sparse product, K [c * dx, c] with c the
+    control indicator (sums of weighted displacements and of weights), instead of a KD-tree search. Memory: the pairs within ``radius``
+    (about 1.6 M for 20,000 Gaussians at the default radius).
+    """
+
+    def __init__(self, points: Tensor, radius: float, sigma: float):
+        pts = points.detach().cpu().numpy().astype(np.float64)
+        a, b = cKDTree(pts).query_pairs(radius, output_type="ndarray").T
+        rows, cols = np.concatenate([a, b]), np.concatenate([b, a])
+        weights = np.exp(-((pts[rows] - pts[cols]) ** 2).sum(-1) / sigma**2)
+        self.kernel = csr_matrix((weights, (rows, cols)), shape=(len(pts), len(pts)))
+
+    def propagate(self, displacement: Tensor, is_control: Tensor) -> Tensor:
+        """:func:`propagate` (no gradients) of ``displacement`` [N, 3] for this kernel's points."""
+        control = is_control.cpu().numpy()
+        dx = displacement.detach().cpu().numpy().astype(np.float64)
+        summed = self.kernel @ np.concatenate([dx * control[:, None], control[:, None]], axis=1)  # one pass: [sum w dx, sum w]
+        reached = ~control & (summed[:, 3] > 0)
+        dx[reached] += summed[reached, :3] / summed[reached, 3:]
+        return torch.from_numpy(dx).to(displacement)

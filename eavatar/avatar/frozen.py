@@ -7,7 +7,8 @@ the pose only; and an orbiting camera changes none of them. So a slider on an ex
 re-runs the expression branch and control, a head-pose slider the pose branch, a camera
 slider only the rasteriser.
 
-It is a snapshot: the canonical Gaussians and the MLPs are read when it is built and whenever
+Control's neighbourhoods are fixed too (:class:`ControlKernel`). It is a snapshot: the
+canonical Gaussians, the MLPs and the control settings are read when it is built and whenever
 they changed since (a parameter replaced or updated in place by an optimiser); an in-place
 write through ``.data`` is not seen, so build a new one after training such an avatar.
 """
@@ -16,11 +17,10 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-import numpy as np
 import torch
-from scipy.spatial import cKDTree
 from torch import Tensor
 
+from eavatar.avatar.control import ControlKernel
 from eavatar.avatar.generator import BranchOutput, combine, positional_encoding
 from eavatar.avatar.model import Controlled, FrameGaussians, HeadAvatar
 from eavatar.avatar.pose import pose_code
@@ -48,7 +48,9 @@ class FrozenAvatar:
         self._refresh()
 
     def _parameters_stamp(self) -> tuple:
-        return tuple((id(t), t.data_ptr(), t._version, tuple(t.shape)) for t in self.avatar.parameters())
+        control = self.avatar.cfg.control
+        params = tuple((id(t), t.data_ptr(), t._version, tuple(t.shape)) for t in self.avatar.parameters())
+        return params + ((control.enabled, control.radius, control.sigma),)
 
     @torch.no_grad()
     def _refresh(self) -> None:
@@ -62,14 +64,15 @@ class FrozenAvatar:
         pos_enc = positional_encoding(self.normalized, generator.cfg.pos_frequencies)
         branches = {"expression": generator.expression, "pose": generator.pose}
         rows = {name: b.rows(pos_enc, features) for name, b in branches.items() if b is not None}
-        self._tree = cKDTree(self.normalized.cpu().numpy().astype(np.float64)) if avatar.cfg.control.enabled else None
+        control = avatar.cfg.control
+        self._kernel = ControlKernel(self.normalized, control.radius, control.sigma) if control.enabled else None
         self._expression = _LastValue(lambda code: self._controlled(generator.expression.from_rows(rows["expression"], code)))
         self._pose = _LastValue(lambda code: None if generator.pose is None else generator.pose.from_rows(rows["pose"], code))
         self._frame = _LastValue(self._compose)
         self._stamp = stamp
 
     def _controlled(self, out: BranchOutput) -> tuple[BranchOutput, Controlled]:
-        return out, self.avatar.control(self.normalized, out[0], self._tree)
+        return out, self.avatar.control(self.normalized, out[0], self._kernel)
 
     def _compose(self, key: Tensor) -> FrameGaussians:
         expression, head_pose = key[: self.avatar.d_exp], key[self.avatar.d_exp :].reshape(4, 4)

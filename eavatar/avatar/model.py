@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from scipy.spatial import cKDTree
 from torch import Tensor, nn
 
-from eavatar.avatar.control import SparseControlConfig, control_mask, propagate
+from eavatar.avatar.control import ControlKernel, SparseControlConfig, control_mask, propagate
 from eavatar.avatar.gaussians import CanonicalGaussians, GaussianInitConfig
 from eavatar.avatar.generator import DynamicGenerator, GeneratorConfig
 from eavatar.avatar.pose import apply_head_pose, pose_code
@@ -85,14 +84,17 @@ class HeadAvatar(nn.Module):
         exp_dx, pose_dx, attrs = self.generator(normalized, self.canonical.params["features"], expression, pose_code(head_pose))
         return self.compose(self.control(normalized, exp_dx), pose_dx, attrs, head_pose)
 
-    def control(self, normalized: Tensor, exp_dx: Tensor, tree: cKDTree | None = None) -> Controlled:
-        """Sparse expression control on the expression displacements [N, 3] (``tree``: of ``normalized``, reused)."""
+    def control(self, normalized: Tensor, exp_dx: Tensor, kernel: ControlKernel | None = None) -> Controlled:
+        """Sparse expression control on the expression displacements [N, 3] (``kernel``: the
+        precomputed neighbourhoods of ``normalized`` when it does not change, no gradients)."""
         cfg = self.cfg.control
         is_control = control_mask(exp_dx, cfg.tau)
         magnitude = exp_dx.detach().norm(dim=-1)
         if not cfg.enabled:
             return Controlled(exp_dx, magnitude, torch.zeros_like(is_control))
-        return Controlled(propagate(normalized.detach(), exp_dx, is_control, cfg.radius, cfg.sigma, tree), magnitude, is_control)
+        if kernel is not None:
+            return Controlled(kernel.propagate(exp_dx, is_control), magnitude, is_control)
+        return Controlled(propagate(normalized.detach(), exp_dx, is_control, cfg.radius, cfg.sigma), magnitude, is_control)
 
     def compose(self, controlled: Controlled, pose_dx: Tensor, attrs: dict[str, Tensor], head_pose: Tensor) -> FrameGaussians:
         """The frame's Gaussians: G0 plus the generator's residuals, then the rigid head pose."""

@@ -6,11 +6,14 @@
   the one the others are tested against.
 
 The default follows the tensors' device (gsplat on CUDA, cpu elsewhere); ``backend=`` or
-:func:`use_backend` picks another, e.g. the reference around a whole training step.
+:func:`use_backend` picks another, e.g. the reference around a whole training step. On CUDA
+without gsplat's kernels (gsplat compiles them with nvcc; eavatar/render/cuda_build.py) the
+default is the reference, with one warning.
 """
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -48,8 +51,35 @@ def use_backend(backend: Backend | None) -> Iterator[None]:
 
 
 def choose_backend(device: torch.device) -> str:
-    """The backend used on ``device`` when none is passed: :func:`use_backend`'s, else gsplat on CUDA, else cpu."""
-    return _chosen.get() or ("gsplat" if device.type == "cuda" else "cpu")
+    """The backend used on ``device`` when none is passed: :func:`use_backend`'s, else gsplat on CUDA
+    (the reference when gsplat's kernels are not available there, warned once), else cpu."""
+    chosen = _chosen.get()
+    if chosen:
+        return chosen
+    if device.type != "cuda":
+        return "cpu"
+    return "gsplat" if _gsplat_usable() else "reference"
+
+
+_gsplat_fallback_warned = False
+
+
+def _gsplat_usable() -> bool:
+    """Whether gsplat's kernels run here (cached); the first time they do not, one warning says why and how to fix it."""
+    global _gsplat_fallback_warned
+    # imported here, not at the top: `python -m eavatar.render.cuda_build` must not find it imported by eavatar.render
+    from eavatar.render.cuda_build import fix_hint, gsplat_kernels_available
+
+    ok, reason = gsplat_kernels_available()
+    if not ok and not _gsplat_fallback_warned:
+        _gsplat_fallback_warned = True
+        warnings.warn(
+            f"gsplat's CUDA kernels are not available ({reason}); rasterising on CUDA with the slower "
+            f"plain-PyTorch reference backend instead. Fix: {fix_hint()}.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return ok
 
 
 @dataclass
@@ -140,6 +170,11 @@ def _rasterize_gsplat(means, quats, scales, opacities, colors, camera: Camera, s
 
     if not means.is_cuda:
         raise RuntimeError("rasterize: the gsplat backend needs CUDA tensors; use backend='cpu' or 'reference' on CPU")
+    from eavatar.render.cuda_build import fix_hint, gsplat_kernels_available
+
+    ok, reason = gsplat_kernels_available()  # also points gsplat's build at nvcc before its first kernel call
+    if not ok:
+        raise RuntimeError(f"rasterize: gsplat's CUDA kernels are not available ({reason}); use backend='reference', or fix: {fix_hint()}")
     render, alpha, info = rasterization(
         means,
         quats,

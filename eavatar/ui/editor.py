@@ -6,6 +6,7 @@ here so it is tested like the rest of the package.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +34,20 @@ def head_pose_matrix(reference: Tensor, yaw_deg: float, pitch_deg: float) -> Ten
     return reference.cpu() @ turn
 
 
+def render_threads() -> int:
+    """The editor's compute threads: all cores but one, at most 4.
+
+    The spare core is the browser's and Jupyter's, which decode and ship every frame. On 2
+    cores that is one thread: a slider move at 20,000 Gaussians took 44 ms with 1 thread and
+    32 ms with 2 on idle cores, but with one other busy process 2 threads gave 57 ms median and
+    158 ms p90 against 44 / 47 ms (OpenMP threads wait on each other; docs/benchmarks.md).
+    """
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
 @contextmanager
 def cpu_threads(n: int | None):
-    """Run torch's and numba's compute on ``n`` threads (None: leave as is), then restore.
-
-    A re-render is a few dozen short tensor ops and one compiled compositing pass; on a
-    2-core machine shared with other processes, two OpenMP threads spin against them and a
-    slider move took 4x longer than with one (docs/benchmarks.md).
-    """
+    """Run torch's and numba's compute on ``n`` threads (None: leave as is), then restore."""
     before = torch.get_num_threads(), numba.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)
@@ -66,7 +73,7 @@ class EditorState:
 class ExpressionEditor:
     """Renders an avatar at an editable expression, head pose and orbit camera."""
 
-    def __init__(self, avatar: HeadAvatar, subject: Subject, reference_head_pose: Tensor, background: Tensor, size: int = 256, threads: int | None = 1):
+    def __init__(self, avatar: HeadAvatar, subject: Subject, reference_head_pose: Tensor, background: Tensor, size: int = 256, threads: int | None = None):
         if subject.d_exp != avatar.d_exp:
             raise ValueError(f"{subject.transforms_path}: {subject.d_exp} expression coefficients, the avatar expects {avatar.d_exp}")
         self.avatar = avatar.eval()
@@ -76,7 +83,7 @@ class ExpressionEditor:
         self.reference = reference_head_pose.float().cpu()
         self.background = background.to(avatar.center.device)
         self.size = size
-        self.threads = threads  # compute threads while rendering (see cpu_threads)
+        self.threads = render_threads() if threads is None else threads  # compute threads while rendering (cpu_threads)
         self.state = EditorState(torch.zeros(len(self.labels)))
 
     def set(self, label: str, value: float) -> None:
@@ -144,7 +151,7 @@ class ExpressionEditor:
 def png_bytes(image: np.ndarray) -> bytes:
     import imageio.v3 as iio
 
-    return iio.imwrite("<bytes>", image, extension=".png")
+    return iio.imwrite("<bytes>", image, extension=".png", compress_level=1)  # lossless; level 1 is 2.5x faster to encode than the default 6 (same size within 20%)
 
 
 def build_widget(editor: ExpressionEditor, out_dir: str | Path = "editor_outputs"):

@@ -1,11 +1,9 @@
 """Sparse control against a direct evaluation of the paper's formula."""
 
-import numpy as np
 import pytest
 import torch
-from scipy.spatial import cKDTree
 
-from eavatar.avatar.control import control_mask, neighbour_pairs, propagate
+from eavatar.avatar.control import ControlKernel, control_mask, neighbour_pairs, propagate
 
 
 def direct(points, disp, is_control, radius, sigma):
@@ -66,9 +64,6 @@ def test_kd_tree_pairs_equal_brute_force():
     d = torch.cdist(points, points)
     expected = torch.nonzero((d <= 0.08) & (~is_control)[:, None] & is_control[None, :])
     assert sorted(zip(j.tolist(), i.tolist())) == sorted(map(tuple, expected.tolist()))
-    tree = cKDTree(points.numpy().astype(np.float64))  # a tree of all points, reused across frames
-    j2, i2 = neighbour_pairs(points, is_control, 0.08, tree)
-    assert sorted(zip(j2.tolist(), i2.tolist())) == sorted(map(tuple, expected.tolist()))
 
 
 def test_gradients_reach_control_displacements(cloud):
@@ -78,3 +73,14 @@ def test_gradients_reach_control_displacements(cloud):
     out = propagate(points, disp, is_control, 0.25, 0.1)
     out[~is_control].sum().backward()
     assert disp.grad[is_control].abs().sum() > 0
+
+
+def test_control_kernel_equals_propagate_for_fixed_points(cloud):
+    points, disp = cloud
+    kernel = ControlKernel(points, 0.25, 0.1)  # once; then per frame only the control set changes
+    for tau in (0.1, 0.15, 0.2):
+        is_control = control_mask(disp * tau / 0.15, 0.15)
+        expected = propagate(points, disp * tau / 0.15, is_control, 0.25, 0.1)
+        torch.testing.assert_close(kernel.propagate(disp * tau / 0.15, is_control), expected, rtol=1e-5, atol=1e-6)
+    none = torch.zeros(len(points), dtype=torch.bool)
+    torch.testing.assert_close(kernel.propagate(disp, none), disp)

@@ -1,6 +1,7 @@
 """The cpu and reference backends against a per-pixel brute-force compositor and finite differences, and against gsplat on CUDA."""
 
 import math
+import sys
 
 import pytest
 import torch
@@ -126,9 +127,10 @@ def test_rejects_wrong_shapes(scene, field, shape, message):
 
 
 def test_the_backend_follows_the_device_unless_chosen(scene, monkeypatch):
-    from eavatar.render import reference
+    from eavatar.render import cuda_build, reference
     from eavatar.render.rasterize import choose_backend
 
+    monkeypatch.setattr(cuda_build, "gsplat_kernels_available", lambda: (True, "ok"))
     assert choose_backend(torch.device("cpu")) == "cpu" and choose_backend(torch.device("cuda")) == "gsplat"
     calls = []
     monkeypatch.setattr(reference, "composite_no_grad", lambda *a: calls.append(1) or reference.composite(*a))
@@ -141,6 +143,50 @@ def test_the_backend_follows_the_device_unless_chosen(scene, monkeypatch):
     torch.testing.assert_close(chosen.rgb, default.rgb, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="backend must be one of"):
         rasterize(**scene, camera=front_camera(), backend="torch")
+
+
+@pytest.fixture
+def kernels(monkeypatch):
+    """Set what gsplat_kernels_available answers; the fallback warning not yet given in this process."""
+    from eavatar.render import cuda_build
+
+    monkeypatch.setattr(sys.modules["eavatar.render.rasterize"], "_gsplat_fallback_warned", False)
+    return lambda ok, reason="ok": monkeypatch.setattr(cuda_build, "gsplat_kernels_available", lambda: (ok, reason))
+
+
+def test_cuda_without_gsplats_kernels_falls_back_to_the_reference_with_one_warning(kernels):
+    from eavatar.render.rasterize import choose_backend
+
+    kernels(False, "no nvcc found (no CUDA toolkit, no nvidia-cuda-nvcc wheel; torch is built with CUDA 13.2)")
+    with pytest.warns(RuntimeWarning) as warned:
+        backends = [choose_backend(torch.device("cuda")) for _ in range(3)]
+    assert backends == ["reference"] * 3 and choose_backend(torch.device("cpu")) == "cpu"
+    assert len(warned) == 1, [str(w.message) for w in warned]
+    message = str(warned[0].message)
+    assert "no nvcc found" in message and "reference" in message and "bash scripts/setup.sh" in message and "nvidia-cuda-nvcc" in message
+    with use_backend("gsplat"):
+        assert choose_backend(torch.device("cuda")) == "gsplat"  # chosen explicitly: no fallback
+
+
+def test_cuda_with_gsplats_kernels_uses_them_without_a_warning(kernels, recwarn):
+    from eavatar.render.rasterize import choose_backend
+
+    kernels(True)
+    assert choose_backend(torch.device("cuda")) == "gsplat"
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_without_a_gpu_cuda_means_the_reference(monkeypatch):
+    from eavatar.render import cuda_build
+    from eavatar.render.rasterize import choose_backend
+
+    monkeypatch.setattr(sys.modules["eavatar.render.rasterize"], "_gsplat_fallback_warned", True)  # warned before
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cuda_build.build_gsplat_kernels.cache_clear()
+    try:
+        assert choose_backend(torch.device("cuda")) == "reference"
+    finally:
+        cuda_build.build_gsplat_kernels.cache_clear()
 
 
 def test_gsplat_backend_needs_cuda(scene):
