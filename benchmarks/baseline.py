@@ -1,9 +1,14 @@
 """Run a benchmark against an earlier revision of the package, in the same run as the current code.
 
-A speed claim is a ratio measured on one machine in one sitting. ``at_revision`` checks the
-revision's ``eavatar`` package out into a temporary git worktree and runs the *current*
-benchmark script on it in a child process (PYTHONPATH first, so ``import eavatar`` is the old
-package), with the same arguments; the script prints its result as the last line of JSON.
+A speed claim is a ratio measured on one machine in one sitting. The revision's ``eavatar``
+package is checked out into a temporary git worktree and the *current* benchmark script runs
+on it in a child process (PYTHONPATH first, so ``import eavatar`` is the old package).
+
+- :func:`at_revision`: the script runs once with the same arguments and prints its result as
+  the last line of JSON (enough when the gain is far above the run-to-run spread).
+- :func:`interleaved`: two servers, the current package and the revision's, each set up once,
+  then asked in turn for a block of timings, so both see the same machine state (a 2-core VM
+  drifts by 10-20% between runs a minute apart, more than a small gain).
 """
 
 from __future__ import annotations
@@ -13,27 +18,92 @@ import os
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
+REPLY = "eavatar-benchmark-reply: "  # marks a server's replies among what libraries print
+
+
+def reply(obj: dict) -> None:
+    """A server's answer (one line on stdout)."""
+    print(REPLY + json.dumps(obj), flush=True)
+
+
+@contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """A temporary checkout of ``rev`` (removed afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="eavatar-baseline-") as tmp:
+        tree = Path(tmp).resolve() / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev], check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+
+
+def _env(tree: Path | None) -> dict:
+    if tree is None:
+        return dict(os.environ)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+
+def _check_package(result: dict, tree: Path, rev: str, script: str) -> None:
+    if not result.get("package", "").startswith(str(tree)):
+        raise RuntimeError(f"{script} on {rev} imported eavatar from {result.get('package')}, not the worktree {tree}")
 
 
 def at_revision(rev: str, script: str, args: list[str]) -> dict:
-    """The last JSON line ``script`` prints when run with ``args`` on revision ``rev``'s eavatar."""
-    with tempfile.TemporaryDirectory(prefix="eavatar-baseline-") as tmp:
-        tree = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev], check=True)
-        try:
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-            out = subprocess.run([sys.executable, script, *args, "--as-baseline"], cwd=ROOT, env=env, capture_output=True, text=True)
-            if out.returncode != 0:
-                raise RuntimeError(f"{script} on {rev} failed:\n{out.stderr[-3000:]}")
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
-    if not result.get("package", "").startswith(str(tree)):
-        raise RuntimeError(f"{script} on {rev} imported eavatar from {result.get('package')}, not the worktree")
+    """The last JSON line ``script`` prints when run with ``args --as-baseline`` on revision ``rev``'s eavatar."""
+    with worktree(rev) as tree:
+        out = subprocess.run([sys.executable, script, *args, "--as-baseline"], cwd=ROOT, env=_env(tree), capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"{script} on {rev} failed:\n{out.stderr[-3000:]}")
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        _check_package(result, tree, rev, script)
     return {**result, "revision": rev}
+
+
+class _Server:
+    """``script --serve``: :func:`reply` once set up, then once per request line on stdin."""
+
+    def __init__(self, script: str, args: list[str], tree: Path | None):
+        self.proc = subprocess.Popen([sys.executable, script, *args, "--serve"], cwd=ROOT, env=_env(tree), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info = self._reply()
+
+    def _reply(self) -> dict:
+        for line in self.proc.stdout:  # libraries print too: the reply is the next marked line
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY) :])
+        raise RuntimeError(f"benchmark server exited with status {self.proc.wait()}")
+
+    def ask(self, request: str) -> dict:
+        self.proc.stdin.write(request + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def interleaved(rev: str, script: str, args: list[str], rounds: int, request: str) -> tuple[dict, dict]:
+    """Serve ``script`` on the current package and on ``rev``'s, then send ``request`` to each in
+    turn ``rounds`` times (the order alternating). Returns (current, baseline): the setup reply
+    under "info" and the replies' "times" concatenated under "times"."""
+    with worktree(rev) as tree:
+        servers = {"current": _Server(script, args, None), "baseline": _Server(script, args, tree)}
+        try:
+            _check_package(servers["baseline"].info, tree, rev, script)
+            times: dict[str, list[float]] = {name: [] for name in servers}
+            for r in range(rounds):
+                for name in (("current", "baseline") if r % 2 == 0 else ("baseline", "current")):
+                    times[name] += servers[name].ask(request)["times"]
+        finally:
+            for server in servers.values():
+                server.close()
+    return tuple({"info": servers[name].info, "times": times[name]} for name in ("current", "baseline"))
 
 
 def package_path() -> str:

@@ -1,15 +1,16 @@
 """Time of one real training step of the demo avatar: median over steps, against an earlier revision.
 
-    python benchmarks/bench_training_step.py [--steps 40] [--baseline-rev c9dbc68] [--out benchmarks/results/training_step.json]
+    python benchmarks/bench_training_step.py [--rounds 8] [--steps 10] [--baseline-rev c9dbc68] [--out benchmarks/results/training_step.json]
 
 The step is nerfstudio's: the trainer of params.yaml's train section is set up from the demo
 run's last checkpoint (artifacts/train/nerfstudio/eavatar/run; run `dvc repro` first), so the
 Gaussians, the control set, the optimisers and the loss (L1 + D-SSIM + LPIPS on a crop, region
 weights) are those of the end of the demo's training; each timed step is the trainer's
 callbacks before, ``train_iteration`` (data, render, loss, backward, optimiser steps) and the
-callbacks after (densification statistics). With ``--baseline-rev`` the same steps run on that
-revision's package in a child process (benchmarks/baseline.py) and the ratio is reported.
-Results go to docs/benchmarks.md.
+callbacks after (densification statistics). The current package and, with ``--baseline-rev``,
+that revision's are each set up once in a child process and asked in turn for ``--steps``
+steps, ``--rounds`` times (benchmarks/baseline.py: both see the same machine state). Results
+go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline import at_revision, package_path, ratio  # noqa: E402
+from baseline import interleaved, package_path, ratio, reply  # noqa: E402
 
 RUN = Path("artifacts/train/nerfstudio/eavatar/run")
 
 
-def measure(params: Path, data: Path, steps: int, threads: int | None) -> dict:
-    """Median and p90 milliseconds of ``steps`` training steps after the demo run's last checkpoint."""
+def serve(params: Path, data: Path, threads: int | None) -> None:
+    """Set the trainer up from the demo's last checkpoint, then time the steps each stdin line asks for."""
     import torch
     import yaml
     from nerfstudio.engine.callbacks import TrainingCallbackLocation
@@ -44,58 +45,66 @@ def measure(params: Path, data: Path, steps: int, threads: int | None) -> dict:
     last = latest_step(checkpoints) if checkpoints.is_dir() else None
     if last is None:
         sys.exit(f"{checkpoints}: no checkpoint; run `dvc repro` first (the demo's train stage writes it)")
-    train_section = yaml.safe_load(params.read_text())["train"]
     with tempfile.TemporaryDirectory(prefix="eavatar-step-") as tmp:
-        cfg = training_config(train_section, data, Path(tmp), f"{params}: train")
+        cfg = training_config(yaml.safe_load(params.read_text())["train"], data, Path(tmp), f"{params}: train")
         cfg.load_dir, cfg.load_step = checkpoints.resolve(), last
         trainer = cfg.setup(local_rank=0, world_size=1)
         trainer.setup()
-        model = trainer.pipeline.model
+        step = last
 
-        def step(s: int) -> None:
-            for callback in trainer.callbacks:
-                callback.run_callback_at_location(s, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-            trainer.train_iteration(s)
-            for callback in trainer.callbacks:
-                callback.run_callback_at_location(s, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
-
-        for s in range(last + 1, last + 4):  # warm-up: compiled kernels, caches
-            step(s)
-        times = []
-        for s in range(last + 4, last + 4 + steps):
+        def one_step() -> float:
+            nonlocal step
+            step += 1
             t = time.perf_counter()
-            step(s)
-            times.append(1000 * (time.perf_counter() - t))
-        gaussians = len(model.avatar.canonical)
-    return {
-        "step_ms": {"median": round(statistics.median(times), 1), "p90": round(sorted(times)[int(0.9 * (len(times) - 1))], 1), "n": len(times)},
-        "gaussians": gaussians,
-        "checkpoint_step": last,
-        "threads": torch.get_num_threads(),
-        "package": package_path(),
-    }
+            for callback in trainer.callbacks:
+                callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+            trainer.train_iteration(step)
+            for callback in trainer.callbacks:
+                callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+            return 1000 * (time.perf_counter() - t)
+
+        for _ in range(3):  # warm-up: compiled kernels, caches
+            one_step()
+        info = {"gaussians": len(trainer.pipeline.model.avatar.canonical), "checkpoint_step": last, "threads": torch.get_num_threads(), "package": package_path()}
+        reply(info)
+        for line in sys.stdin:
+            reply({"times": [one_step() for _ in range(int(line))]})
+
+
+def summary(times: list[float]) -> dict:
+    return {"median": round(statistics.median(times), 1), "p90": round(sorted(times)[int(0.9 * (len(times) - 1))], 1), "n": len(times)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=10, help="steps per round and package")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, as training uses)")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--data", type=Path, default=Path("data/synthetic"))
-    ap.add_argument("--baseline-rev", help="git revision to time the same steps on, in this run (e.g. the commit before a speed change)")
+    ap.add_argument("--baseline-rev", required=True, help="git revision to time the same steps on, interleaved (e.g. the commit before a speed change)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/training_step.json"))
-    ap.add_argument("--as-baseline", action="store_true", help=argparse.SUPPRESS)  # set by baseline.at_revision
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # set by baseline.interleaved
     args = ap.parse_args()
-    forwarded = ["--steps", str(args.steps), "--params", str(args.params), "--data", str(args.data)] + (["--threads", str(args.threads)] if args.threads else [])
-    current = measure(args.params, args.data, args.steps, args.threads)
-    if args.as_baseline:
-        print(json.dumps(current))
+    if args.serve:
+        serve(args.params, args.data, args.threads)
         return
-    result = {"current": current}
-    if args.baseline_rev:
-        result["baseline"] = at_revision(args.baseline_rev, __file__, forwarded)
-        result["speedup"] = ratio(result["baseline"]["step_ms"]["median"], current["step_ms"]["median"])
-    result["meta"] = {"load_average_1min": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(), "machine": platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    forwarded = ["--params", str(args.params), "--data", str(args.data), "--baseline-rev", args.baseline_rev] + (["--threads", str(args.threads)] if args.threads else [])
+    load_before = os.getloadavg()[0]
+    current, baseline = interleaved(args.baseline_rev, __file__, forwarded, args.rounds, str(args.steps))
+    result = {
+        "current": {**current["info"], "step_ms": summary(current["times"])},
+        "baseline": {**baseline["info"], "revision": args.baseline_rev, "step_ms": summary(baseline["times"])},
+    }
+    result["speedup"] = ratio(result["baseline"]["step_ms"]["median"], result["current"]["step_ms"]["median"])
+    result["meta"] = {
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

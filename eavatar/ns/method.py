@@ -60,19 +60,11 @@ class RelativeDecayScheduler(ExponentialDecayScheduler):
         return super().get_scheduler(optimizer, lr_init)
 
 
-@dataclass
-class FusedAdamOptimizerConfig(AdamOptimizerConfig):
-    """nerfstudio's Adam with torch's fused kernel: one pass over a group's tensors instead of a
-    dozen Python-level ops per tensor (the generator group has 32; CPU and CUDA alike)."""
-
-    fused: bool = True
-
-
 def optimizer_configs() -> dict:
     """Adam per parameter group; positions and the MLPs decay 10x over training."""
     return {
         name: {
-            "optimizer": FusedAdamOptimizerConfig(lr=lr, eps=1e-15),
+            "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
             "scheduler": RelativeDecaySchedulerConfig(max_steps=MAX_STEPS) if name in DECAYING else None,
         }
         for name, lr in LEARNING_RATES.items()

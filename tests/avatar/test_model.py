@@ -116,3 +116,14 @@ def test_sparse_control_moves_neighbours_of_control_gaussians_only_when_enabled(
     torch.testing.assert_close(on.exp_displacement[on.is_control], off.exp_displacement[on.is_control])
     moved = (on.exp_displacement - off.exp_displacement).norm(dim=-1) > 0
     assert moved.any() and not (moved & on.is_control).any()
+
+
+def test_first_layer_split_into_rows_and_code_equals_the_branch(avatar):
+    p = avatar.canonical.params
+    pos_enc = positional_encoding(avatar.normalized_means(), avatar.generator.cfg.pos_frequencies)
+    for branch, code in ((avatar.generator.expression, torch.rand(avatar.d_exp)), (avatar.generator.pose, torch.rand(6))):
+        dx, attrs = branch(pos_enc, p["features"], code)
+        dx2, attrs2 = branch.from_rows(branch.rows(pos_enc, p["features"]), code)
+        torch.testing.assert_close(dx2, dx)
+        for name in attrs:
+            torch.testing.assert_close(attrs2[name], attrs[name])
