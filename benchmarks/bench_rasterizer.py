@@ -1,6 +1,6 @@
 """Rasteriser timings: forward and forward+backward medians per backend, scene size and resolution.
 
-    python benchmarks/bench_rasterizer.py [--repeats 7] [--out benchmarks/results/rasterizer.json]
+    python benchmarks/bench_rasterizer.py [--repeats 7] [--baseline-rev REV] [--out benchmarks/results/rasterizer.json]
 
 On CPU, forward + backward is timed twice in one run: the ``"cpu"`` backend that `rasterize`
 uses there (compiled loops, eavatar/render/cpu_numba.py) and the ``"reference"`` backend it is
@@ -10,7 +10,9 @@ Scenes are random Gaussians on the surface of a head-sized sphere (radius 0.1) s
 1 unit, the footprint a trained avatar has in the synthetic subject's cameras. As in a
 densified avatar, the Gaussians shrink as their number grows (each covers about 1/N of
 the surface), so depth complexity stays at a few layers and cost follows N and the pixel
-count. Results go to docs/benchmarks.md.
+count. With ``--baseline-rev`` the same scenes are timed on that revision's package in a child
+process (benchmarks/baseline.py; without the reference backend) and each row gets its
+``baseline_*`` times. Results go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from eavatar.render import Camera, rasterize
-from eavatar.render.device import default_device
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import at_revision, package_path  # noqa: E402
+
+from eavatar.render import Camera, rasterize  # noqa: E402
+from eavatar.render.device import default_device  # noqa: E402
 
 
 RADIUS = 0.1  # head-sized sphere
@@ -71,7 +77,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
     ap.add_argument("--gaussians", type=int, nargs="+", default=[5000, 20000, 100000])
+    ap.add_argument("--baseline-rev", help="git revision to time the same scenes on, in this run")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/rasterizer.json"))
+    ap.add_argument("--as-baseline", action="store_true", help=argparse.SUPPRESS)  # set by baseline.at_revision
     args = ap.parse_args()
     setups = [("cpu", "cpu")] + ([("cuda", "reference"), ("cuda", "gsplat")] if default_device() == "cuda" else [])
     rows = []
@@ -98,7 +106,7 @@ def main() -> None:
                     "forward_backward_ms": 1e3 * median_seconds(forward_backward, args.repeats, device),
                 }
                 line = f"{device:4s} {backend:9s} {size:4d}px {n:6d} gaussians  fwd {row['forward_ms']:8.1f} ms  fwd+bwd {row['forward_backward_ms']:8.1f} ms"
-                if device == "cpu":
+                if device == "cpu" and not args.as_baseline:
 
                     def reference_backward():
                         rasterize(**s, camera=cam, background=bg, backend="reference").rgb.sum().backward()
@@ -107,7 +115,17 @@ def main() -> None:
                     line += f"  (reference {row['forward_backward_reference_ms']:8.1f} ms)"
                 rows.append(row)
                 print(line)
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(), "repeats": args.repeats}
+    if args.as_baseline:
+        print(json.dumps({"rows": rows, "package": package_path()}))
+        return
+    if args.baseline_rev:
+        forwarded = ["--repeats", str(args.repeats), "--sizes", *map(str, args.sizes), "--gaussians", *map(str, args.gaussians)]
+        old = {(r["device"], r["backend"], r["size"], r["gaussians"]): r for r in at_revision(args.baseline_rev, __file__, forwarded)["rows"]}
+        for row in rows:
+            before = old[(row["device"], row["backend"], row["size"], row["gaussians"])]
+            row["baseline_forward_ms"], row["baseline_forward_backward_ms"] = before["forward_ms"], before["forward_backward_ms"]
+            print(f"{row['device']:4s} {row['backend']:9s} {row['size']:4d}px {row['gaussians']:6d} gaussians  fwd {row['forward_ms']:8.1f} ms (was {before['forward_ms']:8.1f})  fwd+bwd {row['forward_backward_ms']:8.1f} ms (was {before['forward_backward_ms']:8.1f})")
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(), "repeats": args.repeats, "baseline_rev": args.baseline_rev}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {args.out}")
