@@ -193,6 +193,7 @@ def grabcut_mask(rgb: np.ndarray, landmarks_px: np.ndarray, iterations: int) -> 
     seed[:corner, :corner] = seed[:corner, -corner:] = cv2.GC_BGD
     seed[:chin, :strip] = seed[:chin, -strip:] = cv2.GC_BGD  # the sides above the chin: wall, not hair
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's k-means start draws from OpenCV's global RNG: without a seed a frame's mask depends on the frames before it
     cv2.grabCut(np.ascontiguousarray(rgb[..., ::-1]), seed, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     person = np.isin(seed, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(person)
@@ -238,7 +239,8 @@ def face_regions(mask: np.ndarray, landmarks_px: np.ndarray, parts: dict[str, li
 
 
 def prepare_video(video: str | Path, out: str | Path, cfg: VideoConfig) -> dict:
-    """Write the subject folder of ``video`` at ``out`` (atomically) and return the report."""
+    """Write the subject folder of ``video`` at ``out`` (atomically) and return the report
+    (the folder's ``prepare_report.json`` plus ``seconds`` and ``frames_per_second``)."""
     from eavatar.data.face_tracker import canonical_face_mesh, find_face_landmarker, rigid_landmarks
 
     video, out = Path(video), Path(out)
@@ -265,17 +267,18 @@ def prepare_video(video: str | Path, out: str | Path, cfg: VideoConfig) -> dict:
         shutil.rmtree(tmp)
     try:
         bad_masks = write_subject(tmp, video, frames, kept, tracks, labels, expressions, poses, (x0, y0, side, k), (focal, cx, cy), fps, (vertices, faces), cfg)
-        seconds = time.perf_counter() - start
         report = {
             "video": str(video),
             "frames_read": int(len(frames)),
             "frames_kept": len(kept) - len(bad_masks),
             "dropped_no_face": [int(i * cfg.every) for i in dropped],
             "dropped_bad_mask": bad_masks,
-            "seconds": seconds,
-            "frames_per_second": len(frames) / seconds,
         }
+        # the folder holds what the clip and params determine, so a re-run leaves it byte-identical
+        # (and DVC's hash of it, which everything downstream depends on); the timing is returned only
         (tmp / "prepare_report.json").write_text(json.dumps(report, indent=1))
+        seconds = time.perf_counter() - start
+        report.update(seconds=seconds, frames_per_second=len(frames) / seconds)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left behind
         raise

@@ -229,3 +229,16 @@ def test_mask_outliers_are_area_jumps_against_the_running_median():
     areas[[40, 41, 70]] = [0.45, 0.47, 0.7]  # hair lost in two frames, some wall taken in one
     assert np.flatnonzero(mask_outliers(areas, 0.07)).tolist() == [40, 41, 70]
     assert not mask_outliers(areas, 0.0).any()  # 0: keep every frame
+
+
+def test_a_second_prepare_writes_a_byte_identical_subject(prepared, tmp_path, model):
+    """The subject folder is what DVC hashes for every stage downstream: a re-run of prepare on the
+    same clip and params must not change it (timings are returned, not written into it)."""
+    first, report = prepared
+    second = tmp_path / "again"
+    again = prepare_video(report["video"], second, EXCERPT)
+    assert again["seconds"] > 0 and "seconds" not in json.loads((first / "prepare_report.json").read_text())
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    differing = [str(f) for f in files if (first / f).read_bytes() != (second / f).read_bytes()]
+    assert not differing, f"files that changed between two runs: {differing[:10]}"
