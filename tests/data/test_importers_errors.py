@@ -24,6 +24,13 @@ def import_fails(fmt, src, out, *needles, opts=None):
     return str(e.value)
 
 
+def vhap_sources(tmp_path):
+    """The union VHAP's jobs write and the subject's FREE export: a layout that imports cleanly."""
+    union, _ = L.vhap_union(tmp_path)
+    free, _ = L.vhap_export(union.parent, "FREE")
+    return union, [union, free]
+
+
 def test_vhap_missing_transforms(tmp_path):
     src, _ = L.vhap_union(tmp_path)
     for name in ("train", "val", "test"):
@@ -49,10 +56,10 @@ def test_vhap_missing_param_file(tmp_path):
     ],
 )
 def test_vhap_bad_parameters_name_the_file_and_field(tmp_path, override, needles):
-    src, _ = L.vhap_union(tmp_path)
-    npz = src.parent / "074_FREE_v16_DS4_whiteBg_staticOffset_maskBelowLine/flame_param/00001.npz"
+    src, sources = vhap_sources(tmp_path)
+    npz = src.parent / "074_EXP-9_v16_DS4_whiteBg_staticOffset_maskBelowLine/flame_param/00001.npz"
     L.flame_npz(npz, np.random.default_rng(5), **override)
-    import_fails("vhap", src, tmp_path / "out", npz, *needles)
+    import_fails("vhap", sources, tmp_path / "out", npz, *needles)
 
 
 def test_vhap_missing_field(tmp_path):
@@ -64,16 +71,54 @@ def test_vhap_missing_field(tmp_path):
 
 
 def test_missing_image_cleans_up(tmp_path):
-    src, _ = L.vhap_union(tmp_path)
+    src, sources = vhap_sources(tmp_path)
     image = src.parent / "074_EXP-2_v16_DS4_whiteBg_staticOffset_maskBelowLine/images/00001_02.png"
     image.unlink()
-    import_fails("vhap", src, tmp_path / "out", image, "not found")
+    import_fails("vhap", sources, tmp_path / "out", image, "not found")
 
 
 def test_unknown_test_sequence_and_camera(tmp_path):
+    _, sources = vhap_sources(tmp_path)
+    import_fails("vhap", sources, tmp_path / "out", "test_sequences", "'EMO-7'", opts=ImportOptions(test_sequences=("EMO-7",)))
+    novel = ImportOptions(protocol="novel-view", test_cameras=("222200099",))
+    import_fails("vhap", sources, tmp_path / "out", "test_cameras", "unknown camera serial ['222200099']", opts=novel)
+    import_fails("vhap", sources, tmp_path / "out", "test_cameras", "only --protocol novel-view", opts=ImportOptions(test_cameras=("222200042",)))
+
+
+def test_vhap_static_offset_shorter_than_the_model(tmp_path):
+    src, sources = vhap_sources(tmp_path)
+    model = {"v_template": np.zeros((6000, 3)), "shapedirs": np.zeros((6000, 3, 310)), "J_regressor": np.full((5, 6000), 1 / 6000)}
+    np.savez(tmp_path / "flame.npz", **model)
+    npz = src.parent / "074_EMO-1_v16_DS4_whiteBg_staticOffset_maskBelowLine/flame_param/00000.npz"
+    import_fails("vhap", sources, tmp_path / "out", npz, "static_offset", "[1, >= 6000, 3]", "(1, 5143, 3)", opts=ImportOptions(flame_model=tmp_path / "flame.npz"))
+
+
+def test_vhap_sources_of_two_subjects(tmp_path):
     src, _ = L.vhap_union(tmp_path)
-    import_fails("vhap", src, tmp_path / "out", "test_sequences", "'EMO-7'", opts=ImportOptions(test_sequences=("EMO-7",)))
-    import_fails("vhap", src, tmp_path / "out", "test_cameras", "[9]", opts=ImportOptions(test_cameras=(9,)))
+    other, _ = L.vhap_export(src.parent, "FREE", subject="104")
+    import_fails("vhap", [src, other], tmp_path / "out", other / "transforms_train.json", "frames[0].file_path", "'104' here but '074'")
+
+
+def test_vhap_sources_that_number_cameras_differently(tmp_path):
+    """camera_index must name one physical camera in every source (VHAP numbers them in camera_params.json order)."""
+    _, sources = vhap_sources(tmp_path)
+    path = sources[1] / "transforms_train.json"
+    doc = json.loads(path.read_text())
+    doc["frames"][0]["camera_id"] = L.NERSEMBLE_SERIALS[5]
+    path.write_text(json.dumps(doc))
+    import_fails("vhap", sources, tmp_path / "out", path, "frames[0].camera_id", f"camera_index 0 is '{L.NERSEMBLE_SERIALS[5]}' here but '{L.NERSEMBLE_SERIALS[0]}'")
+
+
+def test_one_source_for_other_formats(tmp_path):
+    src, _ = L.insta_actor(tmp_path)
+    import_fails("insta", [src, src], tmp_path / "out", "src: format insta reads one source folder, got 2")
+
+
+def test_gha_unknown_face_model(tmp_path):
+    src, params = L.gha_subject(tmp_path)
+    ppath = src / "params/0000/params.npz"
+    np.savez(ppath, **{**params["0000"], "exp_coeff": np.zeros((1, 52)), "id_coeff": np.zeros((1, 99))})
+    import_fails("gha", src, tmp_path / "out", ppath, "exp_coeff", "52 values with id_coeff of 99", "flame (id 100, exp 59)")
 
 
 def test_flame_model_given_but_missing(tmp_path):

@@ -1,4 +1,4 @@
-"""What every importer shares: checked reads of source files, pose algebra, splits, atomic writing.
+"""What every importer shares: checked reads of source files, pose algebra, frame entries, atomic writing.
 
 An importer turns a published layout into a `Plan` (the transforms.json to write and the
 image/mask files to place); `write_plan` places them in a temporary sibling of the output,
@@ -9,7 +9,6 @@ import leaves nothing half-written. Every error names the source file and the fi
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -37,19 +36,23 @@ class ImportOptions:
     """Importer knobs shared by every format (the CLI fills them; defaults follow the EAvatar protocol)."""
 
     subject: str | None = None
-    """Subject name written to transforms.json (default: the source folder's name)."""
+    """Subject name written to transforms.json (default: the first source folder's name)."""
     copy: bool = False
     """Copy images instead of linking them (relative symlinks) in place: a portable, self-contained folder."""
     overwrite: bool = False
     """Replace an existing output folder (otherwise refuse)."""
+    protocol: str | None = None
+    """self-reenactment, novel-view or time (protocol.py); None: self-reenactment where a sequence is held out, else time."""
+    fallback: bool = False
+    """Where the protocol's held-out sequence is absent, use the format's fallback (recorded, printed) instead of refusing."""
     test_sequences: tuple[str, ...] = ()
-    """Sequences held out for self-reenactment (empty: the format's default, NeRSemble's FREE where present)."""
-    train_cameras: tuple[int, ...] = ()
-    """Multi-view: camera_index values to train on (empty: all); with test_cameras, the novel-view protocol."""
-    test_cameras: tuple[int, ...] = ()
-    """Multi-view: camera_index values held out for novel view (split `val`: training sequences, these cameras)."""
+    """Sequences held out (empty: the format's default, NeRSemble's FREE for the multi-view formats)."""
+    train_cameras: tuple[str, ...] = ()
+    """novel-view: camera serials (camera_id) to train on (empty: the other cameras, or the NeRSemble 8/8 preset)."""
+    test_cameras: tuple[str, ...] = ()
+    """novel-view: camera serials to test on (empty: the other cameras, or the NeRSemble 8/8 preset)."""
     test_fraction: float = 0.2
-    """Monocular (or a single sequence): the last fraction of each sequence's timesteps is test."""
+    """time protocol: the last fraction of each sequence's timesteps is test."""
     eyes: bool = True
     """FLAME sources: append eyes_pose (gaze, 6 values) to the expression code."""
     flame_model: Path | None = None
@@ -64,11 +67,16 @@ class ImportOptions:
 
 @dataclass
 class Placement:
-    """One file to put into the subject folder: `kind` is image (as is), mask (8-bit 1-channel) or alpha (mask from RGBA)."""
+    """One file to put into the subject folder: `kind` is image (as is), mask (8-bit 1-channel) or alpha (mask from RGBA).
+
+    A mask with `valid` (an 8-bit map, 255 where the camera saw the scene) is zeroed where
+    `valid` is below half, so pixels the source padded are background in every target.
+    """
 
     src: Path
     dst: str
     kind: str = "image"
+    valid: Path | None = None
 
 
 @dataclass
@@ -181,7 +189,7 @@ def flame_head_pose(rotation: np.ndarray, neck: np.ndarray, translation: np.ndar
     return rigid(R0 @ R1, R0 @ (J1 - J0) - R0 @ R1 @ J1 + J0 + translation)
 
 
-# ---------------------------------------------------------------------------- labels and splits
+# ---------------------------------------------------------------------------- labels and frames
 
 
 def flame_labels(n_expr: int, eyes: bool) -> list[str]:
@@ -195,61 +203,6 @@ def flame_labels(n_expr: int, eyes: bool) -> list[str]:
 def ranks(values: list[int]) -> dict[int, int]:
     """Position of each distinct value in sorted order (source frame numbers -> timestep_index)."""
     return {v: i for i, v in enumerate(sorted(set(values)))}
-
-
-def held_out(names: list[str], opts: ImportOptions, where: str, default: tuple[str, ...] = ()) -> list[str]:
-    """Sequences to hold out for test: the ones asked for (each must exist), else `default` where present."""
-    for s in opts.test_sequences:
-        if s not in names:
-            raise fail(where, "test_sequences", f"no sequence {s!r} (have {names})")
-    held = list(opts.test_sequences) or [s for s in default if s in names]
-    if held and len(held) == len(names):
-        raise fail(where, "test_sequences", f"every sequence {names} is held out; nothing is left to train on")
-    return held
-
-
-def protocol_splits(frames: list[dict], held: list[str], opts: ImportOptions, where: str) -> dict:
-    """Held-out sequences are test (self-reenactment); without any, the last test_fraction of each sequence.
-
-    train_cameras / test_cameras then restrict train and add `val` (novel view: training data, test cameras).
-    """
-    names = list(dict.fromkeys(f["sequence"] for f in frames))
-    if held:
-        splits = {"train": {"sequences": [s for s in names if s not in held]}, "test": {"sequences": held}}
-    else:
-        splits = time_splits(frames, opts.test_fraction)
-    return camera_protocol(splits, frames, opts, where)
-
-
-def camera_protocol(splits: dict, frames: list[dict], opts: ImportOptions, where: str) -> dict:
-    cams = sorted({f["camera_index"] for f in frames})
-    for name, chosen in (("train_cameras", opts.train_cameras), ("test_cameras", opts.test_cameras)):
-        unknown = sorted(set(chosen) - set(cams))
-        if unknown:
-            raise fail(where, name, f"unknown camera_index {unknown} (have {cams})")
-    if set(opts.train_cameras) & set(opts.test_cameras):
-        raise fail(where, "test_cameras", "a camera cannot be both a training and a test camera")
-    if opts.train_cameras:
-        splits["train"] = {**splits["train"], "cameras": list(opts.train_cameras)}
-    if opts.test_cameras:
-        splits["val"] = {**splits["train"], "cameras": list(opts.test_cameras)}
-    return splits
-
-
-def time_splits(frames: list[dict], test_fraction: float) -> dict:
-    """Last ceil(fraction * T) timesteps of each sequence are test, the rest train (monocular protocol)."""
-    if not 0.0 < test_fraction < 1.0:
-        raise SourceError(f"test_fraction: expected a value in (0, 1), got {test_fraction}")
-    cut: dict[str, int] = {}
-    for seq in dict.fromkeys(f["sequence"] for f in frames):
-        steps = sorted({f["timestep_index"] for f in frames if f["sequence"] == seq})
-        n_test = min(len(steps) - 1, math.ceil(test_fraction * len(steps)))
-        if n_test < 1:
-            raise SourceError(f"sequence {seq!r}: {len(steps)} timestep(s) cannot be split into train and test")
-        cut[seq] = steps[len(steps) - n_test]
-    test = [i for i, f in enumerate(frames) if f["timestep_index"] >= cut[f["sequence"]]]
-    train = [i for i, f in enumerate(frames) if f["timestep_index"] < cut[f["sequence"]]]
-    return {"train": {"frames": train}, "test": {"frames": test}}
 
 
 def frame_entry(file_path: str, mask_path: str | None, c2w: np.ndarray, intr: tuple, t: int, cam: int, seq: str, expression: np.ndarray, head_pose: np.ndarray) -> dict:
@@ -310,13 +263,23 @@ def _place(p: Placement, root: Path, copy: bool) -> None:
         if rgba.ndim != 3 or rgba.shape[2] != 4:
             raise fail(p.src, "alpha", f"expected an RGBA image for the matte, got shape {rgba.shape}")
         iio.imwrite(dst, rgba[..., 3])
-    elif p.kind == "mask" and not _is_gray8_png(p.src):
-        m = np.asarray(iio.imread(p.src))
-        iio.imwrite(dst, (m if m.ndim == 2 else m[..., 0]).astype(np.uint8))
+    elif p.kind == "mask" and (p.valid is not None or not _is_gray8_png(p.src)):
+        m = _gray(p.src)
+        if p.valid is not None:
+            valid = _gray(p.valid)
+            if valid.shape != m.shape:
+                raise fail(p.valid, "(image)", f"visibility map is {valid.shape} but the mask {p.src} is {m.shape}")
+            m = np.where(valid > 127, m, 0)
+        iio.imwrite(dst, m.astype(np.uint8))
     elif copy:
         shutil.copyfile(p.src, dst)
     else:
         os.symlink(os.path.relpath(p.src.absolute(), dst.parent.absolute()), dst)
+
+
+def _gray(path: Path) -> np.ndarray:  # -> [H, W] first channel
+    m = np.asarray(iio.imread(path))
+    return m if m.ndim == 2 else m[..., 0]
 
 
 def _is_gray8_png(path: Path) -> bool:

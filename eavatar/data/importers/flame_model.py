@@ -54,7 +54,8 @@ def _unpickle(path: Path) -> dict:
 def rest_joints(model: dict[str, np.ndarray], shape: np.ndarray, expr: np.ndarray, static_offset: np.ndarray | None = None) -> np.ndarray:
     """Rest joints [2, 3] (root, neck) of the shaped template, as FLAME regresses them for one frame.
 
-    FLAME stacks 300 shape then expression directions in shapedirs; both move the joints.
+    FLAME stacks 300 shape then expression directions in shapedirs; both move the joints, and
+    so does a per-vertex `static_offset` [V, 3] (VHAP's, cut to the model's V vertices).
     """
     dirs = model["shapedirs"]
     n_shape = min(len(shape), dirs.shape[2], EXPR_OFFSET)
@@ -62,6 +63,6 @@ def rest_joints(model: dict[str, np.ndarray], shape: np.ndarray, expr: np.ndarra
     n_expr = min(len(expr), max(dirs.shape[2] - EXPR_OFFSET, 0))
     if n_expr:
         v = v + dirs[:, :, EXPR_OFFSET : EXPR_OFFSET + n_expr] @ expr[:n_expr]
-    if static_offset is not None and static_offset.size == v.size:
-        v = v + static_offset.reshape(-1, 3)
+    if static_offset is not None:
+        v = v + static_offset
     return model["J_regressor"][:2] @ v

@@ -22,15 +22,14 @@ from eavatar.data.importers.common import (
     flame_head_pose,
     flame_labels,
     frame_entry,
-    held_out,
     image_size,
     matrix,
-    protocol_splits,
     ranks,
     read_json,
     transforms_doc,
 )
 from eavatar.data.importers.flame_model import load_flame_model, rest_joints
+from eavatar.data.importers.protocol import make_splits
 
 JSON_NAME = "flame_params.json"
 FLAME_SCALE = 4.0  # optimize.py: "FLAME head is scaled by 4 to fit unit sphere tightly"
@@ -108,7 +107,7 @@ def build(src: Path, opts: ImportOptions) -> Plan:
                 files.append(Placement(r["mask"], mask, "mask"))
             c2w = np.linalg.inv(np.vstack([r["w2c"], [0, 0, 0, 1]]))  # already OpenGL axes
             frames.append(frame_entry(f"images/{stem}.png", mask, c2w, intr, t, 0, seq, r["code"], r["head"]))
-    names = list(dict.fromkeys(f["sequence"] for f in frames))
-    splits = protocol_splits(frames, held_out(names, opts, str(src)), opts, str(src))
+    splits, record, warnings = make_splits(frames, opts, str(src))
     source = {"format": "imavatar", "path": str(src.absolute()), "head_space": "4 x FLAME", "head_pivots": "flame_model" if model else "origin"}
+    source.update({"protocol": record, "warnings": warnings})
     return Plan(transforms_doc(opts.subject or src.name, "flame", flame_labels(n_exp, opts.eyes), frames, splits, source), files)

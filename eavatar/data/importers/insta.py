@@ -20,13 +20,12 @@ from eavatar.data.importers.common import (
     Plan,
     fail,
     frame_entry,
-    held_out,
     matrix,
-    protocol_splits,
     ranks,
     read_json,
     transforms_doc,
 )
+from eavatar.data.importers.protocol import make_splits
 from eavatar.render.camera import OPENGL_TO_OPENCV
 
 
@@ -80,8 +79,8 @@ def build(src: Path, opts: ImportOptions) -> Plan:
         if mask:
             files.append(Placement(image_src, mask, "alpha"))
         frames.append(frame_entry(image, mask, c2w, intr, t, 0, seq, exp, np.eye(4)) | {"source_file": fr["file_path"]})
-    splits = protocol_splits(frames, held_out([seq], opts, str(src)), opts, str(src))
-    source = {"format": "insta", "path": str(src.absolute()), "head_pose": "identity (INSTA moves the camera)"}
+    splits, record, warnings = make_splits(frames, opts, str(src))
+    source = {"format": "insta", "path": str(src.absolute()), "head_pose": "identity (INSTA moves the camera)", "protocol": record, "warnings": warnings}
     return Plan(transforms_doc(seq, "flame", [f"expr_{i:03d}" for i in range(n)], frames, splits, source), files)
 
 
