@@ -51,6 +51,7 @@ class Subject:
     template_mesh: Path | None
     splits: dict[str, dict]
     region_labels: dict[str, int]  # names of the values in region maps (empty without region maps)
+    valid_boxes: list[tuple[int, int, int, int] | None]  # x0, y0, x1, y1: the pixels metrics count (None: all)
 
     @property
     def d_exp(self) -> int:
@@ -155,6 +156,19 @@ class _Reader:
         return path
 
 
+def _valid_box(r, frame: dict, where: str, w: int, h: int) -> tuple[int, int, int, int] | None:
+    """A frame's ``valid_box`` [x0, y0, x1, y1] (pixels; evaluation counts only these), checked against its size."""
+    box = frame.get("valid_box")
+    if box is None:
+        return None
+    if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in box):
+        raise r.fail(f"{where}.valid_box", f"expected [x0, y0, x1, y1] integer pixels, got {box!r}")
+    x0, y0, x1, y1 = box
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        raise r.fail(f"{where}.valid_box", f"{box} is not a non-empty box inside the {w} x {h} image")
+    return x0, y0, x1, y1
+
+
 def load_subject(path: str | Path, check_files: bool = True) -> Subject:
     """Read and validate ``path`` (a subject folder or its transforms.json)."""
     path = Path(path)
@@ -184,7 +198,7 @@ def load_subject(path: str | Path, check_files: bool = True) -> Subject:
         raise r.fail("frames", "expected a non-empty list")
 
     n = len(frames)
-    image_paths, mask_paths, region_paths, mesh_paths, sequences = [], [], [], [], []
+    image_paths, mask_paths, region_paths, mesh_paths, sequences, valid_boxes = [], [], [], [], [], []
     c2w = np.zeros((n, 4, 4))
     intr = np.zeros((n, 4))
     sizes = np.zeros((n, 2), dtype=np.int64)
@@ -216,6 +230,7 @@ def load_subject(path: str | Path, check_files: bool = True) -> Subject:
             raise r.fail(f"{f}.intrinsics", f"need fl_x, fl_y > 0 and integer w, h >= 1 (got {values})")
         intr[i] = (fx, fy, cx, cy)
         sizes[i] = (int(w), int(h))
+        valid_boxes.append(_valid_box(r, fr, f, int(w), int(h)))
         expressions[i] = r.vector(r.get(fr, "expression", f"{f}.expression"), d_exp, f"{f}.expression", "expression_space.labels")
         poses[i] = r.rigid(r.get(fr, "head_pose", f"{f}.head_pose"), f"{f}.head_pose")
         timesteps[i] = r.integer(r.get(fr, "timestep_index", f"{f}.timestep_index"), f"{f}.timestep_index")
@@ -240,6 +255,7 @@ def load_subject(path: str | Path, check_files: bool = True) -> Subject:
         image_paths=image_paths,
         mask_paths=mask_paths,
         region_paths=region_paths,
+        valid_boxes=valid_boxes,
         mesh_paths=mesh_paths,
         c2w=c2w,
         intrinsics=intr,

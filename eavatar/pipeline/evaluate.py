@@ -119,12 +119,12 @@ def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: P
     try:
         for i in indices:
             seq, cam, t = subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i])
-            pred = render_subject_frame(avatar, subject, int(i), background).rgb
-            gt = load_ground_truth(subject, int(i), background)
+            pred, gt = counted_pixels(subject, int(i), render_subject_frame(avatar, subject, int(i), background).rgb, load_ground_truth(subject, int(i), background))
             row = {"frame": int(i), "sequence": seq, "camera": cam, "timestep": t, **image_metrics(pred, gt)}
             unavailable = row.pop("lpips_unavailable", unavailable)
             if subject.region_paths[i] is not None:
-                row.update(region_metrics(pred, gt, load_region_map(subject.region_paths[i]), subject.region_labels))
+                (regions,) = counted_pixels(subject, int(i), load_region_map(subject.region_paths[i]))
+                row.update(region_metrics(pred, gt, regions, subject.region_labels))
             if retrack is not None:
                 row.update(retrack.add(seq, cam, t, to_uint8(pred), to_uint8(gt)))
             flicker.add(seq, cam, t, pred, gt)
@@ -178,6 +178,16 @@ def _geometry(avatar, subject, split: str, out: Path, options: EvalOptions) -> d
     summary, rows = region_geometry_metrics(avatar, subject, frames, options.geometry_min_opacity)
     write_csv(out / f"geometry_{split}.csv", rows)
     return summary
+
+
+def counted_pixels(subject, index: int, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``images`` ([H, W, ...]) cut to the frame's ``valid_box``: the pixels its camera saw (a
+    source's padding, e.g. Gaussian Head Avatar's, would score a background render as perfect)."""
+    box = subject.valid_boxes[index]
+    if box is None:
+        return images
+    x0, y0, x1, y1 = box
+    return tuple(image[y0:y1, x0:x1] for image in images)
 
 
 def average_rows(rows: list[dict]) -> dict[str, float | int | None]:

@@ -150,6 +150,8 @@ def test_gha_padding_is_background_in_every_target(tmp_path):
         target = load_ground_truth(s, 0, [1.0, 1.0, 1.0]).numpy()
         np.testing.assert_array_equal(target[:, :pad], 1.0)  # the background, not the zero padding
         np.testing.assert_allclose(target[:, pad + 1 : -pad - 1], 200 / 255, atol=0.05)  # the picture itself
+        x0, y0, x1, y1 = s.valid_boxes[0]  # and evaluation leaves it out (eavatar.pipeline.evaluate.counted_pixels)
+        assert abs(x0 - pad) <= 1 and abs(x1 - (L.GHA_SIZE - pad)) <= 1 and (y0, y1) == (0, L.GHA_SIZE)
 
 
 def test_gha_sequence_ranges_are_taken_on_trust(tmp_path):

@@ -138,6 +138,10 @@ BROKEN = [
     (_set(["frames", 6, "head_pose", 1, 3], float("nan")), r"frames\[6\]\.head_pose\[1\]\[3\]: not finite"),
     (_set(["cx"], float("nan")), r"transforms\.json: cx: not finite"),
     (_set(["frames", 6, "fl_y"], float("-inf")), r"frames\[6\]\.fl_y: not finite"),
+    (_set(["frames", 1, "valid_box"], [0, 0, 10]), r"frames\[1\]\.valid_box: expected \[x0, y0, x1, y1\]"),
+    (_set(["frames", 1, "valid_box"], [0, 0, 1.5, 4]), r"frames\[1\]\.valid_box: expected \[x0, y0, x1, y1\]"),
+    (_set(["frames", 1, "valid_box"], [4, 0, 4, 8]), r"frames\[1\]\.valid_box: .* not a non-empty box"),
+    (_set(["frames", 1, "valid_box"], [0, 0, 9999, 8]), r"frames\[1\]\.valid_box: .* not a non-empty box"),
 ]
 
 

@@ -4,6 +4,7 @@ regions, the per-region geometry of subjects with meshes, and its params."""
 import csv
 import json
 import math
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -161,3 +162,29 @@ def test_render_equal_to_the_ground_truth_scores_perfectly(video_workdir, tmp_pa
         assert document[f"{region}_psnr"] == math.inf and document[f"{region}_ssim"] == pytest.approx(1.0) and document[f"{region}_lpips"] == pytest.approx(0.0, abs=1e-7)
     assert document["retrack_frames"] == 2 and document["aed"] == document["akd"] == 0.0 and document["flicker"] == 0.0
     assert document["aed_gt"] > 0 and document["aed_rel"] == 0.0
+
+
+def test_only_the_valid_box_is_scored(video_workdir, tmp_path, monkeypatch):
+    """A frame's valid_box (a source's padding left out): a render equal to the ground truth inside
+    it and anything outside scores perfectly; without the box the same render does not."""
+    import eavatar.avatar.drive as drive
+    from eavatar.data.frames import load_ground_truth
+
+    def garbage_outside(avatar, subject, i, bg):
+        rgb = load_ground_truth(subject, i, bg).clone()
+        rgb[:, :4] = 1 - rgb[:, :4]  # the left 4 columns wrong
+        return SimpleNamespace(rgb=rgb)
+
+    monkeypatch.setattr(drive, "render_subject_frame", garbage_outside)
+    document, _ = evaluate_video(video_workdir, tmp_path)
+    assert document["psnr"] < 40
+    doc = json.loads((video_workdir / "subject" / "transforms.json").read_text())
+    w, h = load_subject(video_workdir / "subject").image_sizes[0]
+    for frame in doc["frames"]:
+        frame["valid_box"] = [4, 0, int(w), int(h)]
+    boxed = tmp_path / "boxed"
+    shutil.copytree(video_workdir, boxed)
+    (boxed / "subject" / "transforms.json").write_text(json.dumps(doc))
+    (tmp_path / "box").mkdir()
+    document, _ = evaluate_video(boxed, tmp_path / "box")
+    assert document["psnr"] == math.inf and document["ssim"] == pytest.approx(1.0)

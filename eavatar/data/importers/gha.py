@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 
 from eavatar.data.importers.common import (
@@ -73,6 +74,20 @@ def camera_ids(src: Path, frame: str) -> list[str]:
     if not ids:
         raise fail(src / "images" / frame, "image_<camera>.jpg", "no images")
     return ids
+
+
+def visible_box(visible: Path, size: tuple[int, int]) -> list[int] | None:
+    """[x0, y0, x1, y1] around the pixels ``visible_<camera>.jpg`` marks as seen (its crop's
+    padding left out), None when that is the whole image."""
+    seen = iio.imread(visible)
+    seen = (seen if seen.ndim == 2 else seen[..., 0]) > 127
+    if seen.shape[::-1] != tuple(size):
+        raise fail(visible, "(image)", f"visibility map of {seen.shape[1]} x {seen.shape[0]} px for a {size[0]} x {size[1]} image")
+    if not seen.any():
+        raise fail(visible, "(image)", "no pixel marked visible")
+    ys, xs = np.nonzero(seen)
+    box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+    return None if box == [0, 0, *size] else box
 
 
 def fit_code(path: Path, ref: str, sizes: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]]:
@@ -150,6 +165,9 @@ def build(src: Path, opts: ImportOptions) -> Plan:
             files += [mask] if mask else []
             entry = frame_entry(f"images/{stem}.jpg", mask and mask.dst, c2w, intr, t, ci, seq, code, pose)
             entry.update({"camera_id": cam, "source_frame": folder})
+            box = visible_box(valid, image_sizes[cam]) if valid else None
+            if box:
+                entry["valid_box"] = box  # evaluation leaves the padding out
             frames.append(entry)
     splits, record, protocol_warnings = make_splits(frames, opts, str(src), DEFAULT_HELD_OUT, (), NO_FREE)
     warnings += protocol_warnings + ([ON_TRUST] if record["held_out"] else [])
