@@ -113,6 +113,22 @@ def package_path() -> str:
     return str(Path(eavatar.__file__).resolve().parent)
 
 
+def report(result: dict, out: Path, load_before: float) -> None:
+    """Print ``result`` and write it to ``out`` with the machine state it was measured in."""
+    import platform
+    import time
+
+    result.setdefault("meta", {}).update(
+        load_average_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after: other processes on the cores
+        cpu_count=os.cpu_count(),
+        machine=platform.machine(),
+        date=time.strftime("%Y-%m-%d %H:%M"),
+    )
+    print(json.dumps(result, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def ratio(old: float, new: float) -> float:
     """How many times faster ``new`` is than ``old`` (times in any unit)."""
     return round(old / new, 2)

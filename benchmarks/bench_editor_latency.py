@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline import at_revision, package_path, ratio  # noqa: E402
+from baseline import at_revision, package_path, ratio, report  # noqa: E402
 
 from eavatar.ui import editor as editor_module  # noqa: E402
 from eavatar.ui.editor import ExpressionEditor, build_widget, head_pose_matrix, png_bytes  # noqa: E402
@@ -121,18 +120,8 @@ def main() -> None:
         result["speedup"] = {
             key: ratio(baseline[key]["slider_move"]["wall"]["median_ms"], runs[key]["slider_move"]["wall"]["median_ms"]) for key in runs
         }
-    result.update(
-        {
-            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after: other processes on the cores
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "machine": platform.machine(),
-            "date": time.strftime("%Y-%m-%d %H:%M"),
-        }
-    )
-    print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    result["meta"] = {"torch": torch.__version__}
+    report(result, args.out, load_before)
 
 
 if __name__ == "__main__":

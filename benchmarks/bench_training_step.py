@@ -16,9 +16,7 @@ go to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline import interleaved, package_path, ratio, reply  # noqa: E402
+from baseline import interleaved, package_path, ratio, reply, report  # noqa: E402
 
 RUN = Path("artifacts/train/nerfstudio/eavatar/run")
 
@@ -97,17 +95,8 @@ def main() -> None:
         "baseline": {**baseline["info"], "revision": args.baseline_rev, "step_ms": summary(baseline["times"])},
     }
     result["speedup"] = ratio(result["baseline"]["step_ms"]["median"], result["current"]["step_ms"]["median"])
-    result["meta"] = {
-        "rounds": args.rounds,
-        "steps_per_round": args.steps,
-        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-    }
-    print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    result["meta"] = {"rounds": args.rounds, "steps_per_round": args.steps}
+    report(result, args.out, load_before)
 
 
 if __name__ == "__main__":
