@@ -162,3 +162,28 @@ def image_metrics(
         out["lpips"] = None
         out["lpips_unavailable"] = str(e)
     return out
+
+
+def contour_band(
+    mask: Tensor,  # [H, W] or [H, W, 1] bool, the subject's foreground
+    width: int = 2,
+) -> Tensor:  # [H, W] bool
+    """Pixels within ``width`` px of the mask's outline (dilated and not eroded): where a silhouette
+    that is off by a pixel or two, or a matte's edge an avatar cannot learn, puts its error."""
+    m = mask.reshape(mask.shape[0], mask.shape[1]).float()[None, None]
+    k = 2 * width + 1
+    dilated = torch.nn.functional.max_pool2d(m, k, stride=1, padding=width) > 0
+    eroded = torch.nn.functional.max_pool2d(1.0 - m, k, stride=1, padding=width) == 0
+    return (dilated & ~eroded)[0, 0]
+
+
+def contour_errors(
+    pred: Tensor,  # [H, W, 3] in [0, 1]
+    gt: Tensor,  # [H, W, 3]
+    mask: Tensor,  # [H, W] or [H, W, 1] bool
+    width: int = 2,
+) -> dict[str, float]:
+    """{"sq_error": summed squared error of the frame, "sq_error_contour": the part of it in the
+    ``contour_band``}; sums, so a split's share is pooled over its frames."""
+    err = ((pred.clamp(0, 1) - gt.float()) ** 2).sum(dim=-1)
+    return {"sq_error": float(err.sum()), "sq_error_contour": float(err[contour_band(mask, width).to(err.device)].sum())}

@@ -14,7 +14,9 @@ frames), and compared, in the spirit of the AED / AKD metrics of reenactment pap
 The same measures between consecutive ground-truth frames (``aed_gt``, ``akd_gt``) say how
 much the expression moves from one frame to the next; ``aed_rel`` = mean aed / mean aed_gt
 (likewise ``akd_rel``) puts the avatar's error in those units (1: as far off as the previous
-frame is). A frame where either tracking fails has no value and is counted, never dropped
+frame is). Given the same avatar rendered at the neutral code (same pose and camera),
+``aed_neutral`` is that render's error and ``aed_vs_neutral`` = aed / aed_neutral the share of
+it left: 1 for an avatar that ignores the expression, 0.5 when it reproduces half the signal. A frame where either tracking fails has no value and is counted, never dropped
 silently. docs/metrics.md has the details.
 """
 
@@ -34,7 +36,7 @@ AKD_PARTS = ("mouth", "eyes", "brows")
 #: Blendshape outputs that are not expressions.
 NOT_EXPRESSIONS = ("_neutral",)
 #: Keys of a per-frame row (None where tracking failed), then the tracking status.
-ROW_KEYS = ("aed", "akd", *(f"{p}_akd" for p in AKD_PARTS), "aed_gt", "akd_gt")
+ROW_KEYS = ("aed", "akd", *(f"{p}_akd" for p in AKD_PARTS), "aed_gt", "akd_gt", "aed_neutral", "akd_neutral")
 
 
 def expression_distance(
@@ -82,15 +84,20 @@ class RetrackMeter:
     rows: list[dict] = field(default_factory=list)
     latest: dict[tuple[str, int], tuple[int, FaceTrack | None]] = field(default_factory=dict)
 
-    def add(self, sequence: str, camera: int, timestep: int, pred: np.ndarray, gt: np.ndarray) -> dict:
-        """pred, gt [H, W, 3] uint8 of one frame -> its row: ROW_KEYS (None where not measurable)
-        and ``retrack``: "ok", "render_failed", "gt_failed" or "both_failed"."""
+    def add(self, sequence: str, camera: int, timestep: int, pred: np.ndarray, gt: np.ndarray, neutral: np.ndarray | None = None) -> dict:
+        """pred, gt (and the avatar at the neutral code, ``neutral``) [H, W, 3] uint8 of one frame
+        -> its row: ROW_KEYS (None where not measurable) and ``retrack``: "ok", "render_failed",
+        "gt_failed" or "both_failed" (of pred and gt)."""
         key = (sequence, int(camera))
         t_pred, t_gt = self.tracker.track(pred), self.tracker.track(gt)
         size = (gt.shape[1], gt.shape[0])
         row: dict = dict.fromkeys(ROW_KEYS)
         if t_pred is not None and t_gt is not None:
             row.update(expression_distance(t_pred, t_gt, size, self.tracker.labels))
+        t_neutral = self.tracker.track(neutral) if neutral is not None and t_gt is not None else None
+        if t_neutral is not None:
+            d = expression_distance(t_neutral, t_gt, size, self.tracker.labels)
+            row["aed_neutral"], row["akd_neutral"] = d["aed"], d["akd"]
         prev = self.latest.get(key)
         if prev is not None and prev[0] == timestep - 1 and prev[1] is not None and t_gt is not None:
             d = expression_distance(prev[1], t_gt, size, self.tracker.labels)
@@ -110,7 +117,8 @@ def summarise_retrack(rows: list[dict]) -> dict[str, float | int | None]:
         ``retrack_frames`` (frames compared), ``retrack_failed_render`` / ``retrack_failed_gt``
         (frames whose render / ground truth had no face found; a frame may count in both),
         the means of ROW_KEYS, ``aed_rel`` = aed / aed_gt and ``akd_rel`` = akd / akd_gt (None
-        without consecutive ground-truth pairs).
+        without consecutive ground-truth pairs), ``aed_vs_neutral`` = aed / aed_neutral over the
+        frames that have both (None without neutral renders).
     """
     status = [r.get("retrack") for r in rows]
     out: dict[str, float | int | None] = {
@@ -124,4 +132,6 @@ def summarise_retrack(rows: list[dict]) -> dict[str, float | int | None]:
     for key in ("aed", "akd"):
         num, den = out[key], out[f"{key}_gt"]
         out[f"{key}_rel"] = num / den if num is not None and den else None
+    both = [(r["aed"], r["aed_neutral"]) for r in rows if r.get("aed") is not None and r.get("aed_neutral") is not None]
+    out["aed_vs_neutral"] = float(np.mean([a for a, _ in both]) / np.mean([n for _, n in both])) if both and np.mean([n for _, n in both]) > 0 else None
     return out

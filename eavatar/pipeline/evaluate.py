@@ -3,7 +3,9 @@
 Per split (docs/metrics.md): PSNR / SSIM / LPIPS of each frame, whole and per face region
 (mouth, eyes, brows, skin) from the ground-truth region maps; temporal flicker; for subjects
 with ground-truth meshes, the geometric error of the posed Gaussians per region; for
-``arkit52`` subjects (videos), the expression accuracy by re-tracking (AED / AKD-like).
+``arkit52`` subjects (videos), the expression accuracy by re-tracking (AED / AKD-like), also of
+the avatar at the neutral code. Each frame's distance to the nearest training expression code,
+and the averages over the frames inside the training range (``in_range``, metrics/coverage.py).
 Per-frame tables go to ``<out>/per_frame_<split>.csv`` (and ``geometry_<split>.csv``), the
 averages to the metrics JSON: the headline split's flat at the top, every split under ``splits``.
 """
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from eavatar.config import ConfigError, load_params
+from eavatar.metrics.coverage import ExpressionCoverage
 
 SAMPLE_RENDERS = 4  # side-by-side PNGs per split, kept for the docs and MLflow
 IMAGE_KEYS = ("psnr", "ssim", "lpips")  # averaged only when every frame has one (never a partial LPIPS)
@@ -93,18 +96,19 @@ def evaluate_splits(avatar_path: Path, data: Path, splits: list[str] | None, out
         raise ConfigError(f"{subject.transforms_path}: no split {options.headline!r} to head the metrics (have {', '.join(names) or 'none but train'}); set evaluate.headline")
     background = torch.tensor(info.background, device=device)
     out.mkdir(parents=True, exist_ok=True)
+    coverage = ExpressionCoverage(subject)
     results = {}
     for split in names:
         print(f"evaluate: split {split}", file=sys.stderr, flush=True)
-        results[split] = evaluate_split(avatar, subject, split, background, out, options)
+        results[split] = evaluate_split(avatar, subject, split, background, out, options, coverage)
     return results
 
 
-def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: Path, options: EvalOptions) -> dict:
+def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: Path, options: EvalOptions, coverage: "ExpressionCoverage | None" = None) -> dict:
     """Averages of one split; writes its per-frame CSVs and sample PNGs under ``out``."""
     from eavatar.avatar.drive import render_subject_frame
-    from eavatar.data.frames import load_ground_truth, to_uint8
-    from eavatar.metrics.image import image_metrics
+    from eavatar.data.frames import frame_camera, frame_controls, load_ground_truth, read_mask, to_uint8
+    from eavatar.metrics.image import contour_errors, image_metrics
     from eavatar.metrics.regions import load_region_map, region_metrics
     from eavatar.metrics.temporal import FlickerMeter
 
@@ -114,6 +118,8 @@ def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: P
 
         raise SubjectError(f"{subject.transforms_path}: splits.{split}: no frames to evaluate")
     samples = {indices[k] for k in np.linspace(0, len(indices) - 1, SAMPLE_RENDERS).round().astype(int)}
+    coverage = coverage or ExpressionCoverage(subject)
+    code_distances = dict(zip(indices, coverage.distances(subject.expressions[indices])))
     rows, unavailable, flicker = [], None, FlickerMeter()
     retrack, retrack_note = _retracker(subject, options)
     try:
@@ -121,12 +127,18 @@ def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: P
             seq, cam, t = subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i])
             pred, gt = counted_pixels(subject, int(i), render_subject_frame(avatar, subject, int(i), background).rgb, load_ground_truth(subject, int(i), background))
             row = {"frame": int(i), "sequence": seq, "camera": cam, "timestep": t, **image_metrics(pred, gt)}
+            row.update(code_distance=float(code_distances[i]), in_range=coverage.in_range(code_distances[i]))
             unavailable = row.pop("lpips_unavailable", unavailable)
+            if subject.mask_paths[i] is not None:
+                (mask,) = counted_pixels(subject, int(i), read_mask(subject.mask_paths[i])[..., 0])
+                row.update(contour_errors(pred, gt, mask))
             if subject.region_paths[i] is not None:
                 (regions,) = counted_pixels(subject, int(i), load_region_map(subject.region_paths[i]))
                 row.update(region_metrics(pred, gt, regions, subject.region_labels))
             if retrack is not None:
-                row.update(retrack.add(seq, cam, t, to_uint8(pred), to_uint8(gt)))
+                expression, head_pose = frame_controls(subject, int(i), background.device)
+                (neutral,) = counted_pixels(subject, int(i), avatar.render(frame_camera(subject, int(i), background.device), torch.zeros_like(expression), head_pose, background).rgb)
+                row.update(retrack.add(seq, cam, t, to_uint8(pred), to_uint8(gt), to_uint8(neutral)))
             flicker.add(seq, cam, t, pred, gt)
             rows.append(row)
             if i in samples:
@@ -139,11 +151,15 @@ def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: P
     summary = {"split": split, "num_frames": len(rows), "resolution": [int(v) for v in subject.image_sizes[indices[0]]]}
     summary.update(average_rows(rows))
     summary["flicker"] = flicker.mean()
+    if all("sq_error" in r for r in rows):  # the share of the squared error within 2 px of the mask's outline
+        total = sum(r["sq_error"] for r in rows)
+        summary["contour_error_share"] = sum(r["sq_error_contour"] for r in rows) / total if total > 0 else None
     if retrack is not None:
         from eavatar.metrics.retrack import summarise_retrack
 
         summary.update(summarise_retrack(rows))
-    elif retrack_note:
+    summary.update(coverage_summary(rows, coverage, retrack is not None))
+    if retrack is None and retrack_note:
         summary["retrack_unavailable"] = retrack_note
     if unavailable:
         summary["lpips_unavailable"] = unavailable
@@ -151,6 +167,27 @@ def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: P
     if geometry is not None:
         summary["geometry"] = geometry
     return summary
+
+
+def coverage_summary(rows: list[dict], coverage: "ExpressionCoverage", retracked: bool) -> dict:
+    """The split's distances to the training codes and, under ``in_range``, its averages over the
+    frames no farther from training than training's own moments are (None without a threshold)."""
+    distances = np.array([r["code_distance"] for r in rows])
+    inside = [r for r in rows if r["in_range"]]
+    out = {
+        "code_distance_median": float(np.median(distances)),
+        "code_distance_max": float(distances.max()),
+        "in_range_threshold": coverage.threshold,
+        "in_range_frames": len(inside) if coverage.threshold is not None else None,
+        "in_range": None,
+    }
+    if inside:
+        out["in_range"] = average_rows(inside)
+        if retracked:
+            from eavatar.metrics.retrack import summarise_retrack
+
+            out["in_range"].update(summarise_retrack(inside))
+    return out
 
 
 def _retracker(subject, options: EvalOptions):

@@ -202,15 +202,15 @@ def test_head_pose_fit_ignores_expression_and_recovers_the_pose(model):
     assert angle < 0.05 and np.abs(fitted[:3, 3] - truth[:3, 3]).max() < 0.01
 
 
-def test_masks_keep_the_wall_beside_the_head_out(model, tmp_path):
-    """d3 turns her head at frames 258-280 (10 fps here: every third frame) and a lighter patch
+def test_grabcut_masks_keep_the_wall_beside_the_head_out(model, tmp_path):
+    """The GrabCut option: d3 turns her head at frames 258-280 (10 fps here: every third frame) and a lighter patch
     of wall appears beside it, which GrabCut seeded only by the top corners took in: no mask
     may reach the side edges above the chin."""
     from eavatar.data.video import CHIN
 
     video = shared_path("data", "videos", "liveportrait_d3.mp4")
     out = tmp_path / "d3"
-    report = prepare_video(video, out, VideoConfig(resolution=128, every=3, max_frames=95, smoothing=1))
+    report = prepare_video(video, out, VideoConfig(resolution=128, every=3, max_frames=95, smoothing=1, masks="grabcut"))
     meta = json.loads((out / "transforms.json").read_text())
     kept = {f["video_frame"] for f in meta["frames"]}
     assert report["frames_kept"] == len(kept) == 95 - len(report["dropped_bad_mask"]) and not kept & set(report["dropped_bad_mask"])
@@ -242,3 +242,26 @@ def test_a_second_prepare_writes_a_byte_identical_subject(prepared, tmp_path, mo
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     differing = [str(f) for f in files if (first / f).read_bytes() != (second / f).read_bytes()]
     assert not differing, f"files that changed between two runs: {differing[:10]}"
+
+
+def test_mask_options_are_checked():
+    with pytest.raises(ValueError, match="masks is one of segmenter, grabcut.*'matting'"):
+        VideoConfig(masks="matting")
+    with pytest.raises(ValueError, match="matting_band >= 0"):
+        VideoConfig(matting_band=-1)
+
+
+def test_a_wrong_clip_entry_is_named_by_its_params_key(tmp_path, monkeypatch, capsys):
+    """video/dvc.yaml's clip stage: DVC's own error for a missing dep names neither params.yaml nor the key."""
+    from eavatar.cli.main import main
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    (tmp_path / "params.yaml").write_text(f"videos:\n  ok: {clip}\n  gone: {tmp_path}/missing.mp4\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "--check-clip", "ok", "--out", "data/ok.clip.json"]) == 0
+    assert json.loads((tmp_path / "data" / "ok.clip.json").read_text()) == {"clip": "ok", "video": str(clip)}
+    for name, why in (("gone", "missing.mp4: no such video file"), ("d99", "no such entry")):
+        with pytest.raises(SystemExit, match=rf"params.yaml: videos.{name}: .*{why}"):
+            main(["prepare", "--check-clip", name, "--out", f"data/{name}.clip.json"])
+        assert not (tmp_path / "data" / f"{name}.clip.json").exists()

@@ -91,3 +91,18 @@ def test_image_metrics_dict():
     mask = torch.zeros(48, 48)
     mask[10:30, 10:30] = 1
     assert image_metrics(pred, gt, mask)["psnr"] == pytest.approx(float(psnr(pred, gt, mask)))
+
+
+def test_contour_band_and_the_error_in_it():
+    from eavatar.metrics.image import contour_band, contour_errors
+
+    mask = torch.zeros(20, 20, dtype=torch.bool)
+    mask[5:15, 5:15] = True
+    band = contour_band(mask, width=2)
+    assert band.sum() == 14 * 14 - 6 * 6 and band[5, 5] and band[3, 3] and not band[2, 2] and not band[10, 10]
+    gt = torch.zeros(20, 20, 3)
+    on_edge, inside = gt.clone(), gt.clone()
+    on_edge[4, 4:16] = 0.5
+    inside[10, 10] = 0.5
+    assert contour_errors(on_edge, gt, mask) == {"sq_error": pytest.approx(12 * 3 * 0.25), "sq_error_contour": pytest.approx(12 * 3 * 0.25)}
+    assert contour_errors(inside, gt, mask[..., None])["sq_error_contour"] == 0.0

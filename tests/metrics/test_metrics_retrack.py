@@ -38,10 +38,10 @@ def tracker():
             yield t
 
 
-def meter_over(tracker, clip, pred_of) -> RetrackMeter:
+def meter_over(tracker, clip, pred_of, neutral=None) -> RetrackMeter:
     meter = RetrackMeter(tracker)
     for t, i in enumerate(OPEN):
-        meter.add("d10", 0, t, pred_of(i), clip[i])
+        meter.add("d10", 0, t, pred_of(i), clip[i], neutral)
     return meter
 
 
@@ -61,6 +61,20 @@ def test_neutral_frame_scores_worse_than_the_previous_frame(tracker, clip):
     assert summary["aed"] > 0.03 and summary["aed_rel"] > 2 and summary["akd_rel"] > 2
     jaw = tracker.labels.index("jawOpen")
     assert tracker.track(clip[100]).blendshapes[jaw] - tracker.track(clip[NEUTRAL]).blendshapes[jaw] > 0.5
+
+
+def test_share_of_the_neutral_renders_error():
+    """aed_vs_neutral: 0 for a render that is the ground truth, 1 for one that stays at the neutral frame."""
+    rows = [{"aed": 0.02, "aed_neutral": 0.08}, {"aed": 0.04, "aed_neutral": 0.04}, {"aed": 0.5, "aed_neutral": None}]
+    assert summarise_retrack(rows)["aed_vs_neutral"] == pytest.approx(0.06 / 0.12)
+    assert summarise_retrack(rows[2:])["aed_vs_neutral"] is None
+
+
+def test_expressive_frames_against_the_neutral_render(tracker, clip):
+    perfect = summarise_retrack(meter_over(tracker, clip, lambda i: clip[i], neutral=clip[NEUTRAL]).rows)
+    stuck = summarise_retrack(meter_over(tracker, clip, lambda i: clip[NEUTRAL], neutral=clip[NEUTRAL]).rows)
+    assert perfect["aed_neutral"] > 0.03 and perfect["aed_vs_neutral"] == 0.0
+    assert stuck["aed_vs_neutral"] == pytest.approx(1.0) and stuck["aed_neutral"] == perfect["aed_neutral"]
 
 
 def test_frame_without_a_face_is_a_counted_failure(tracker, clip):

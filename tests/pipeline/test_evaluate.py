@@ -55,7 +55,13 @@ def test_every_split_but_train_with_the_headline_flat(workdir, tmp_path):
             assert {f"{region}_psnr", f"{region}_ssim", f"{region}_lpips", f"{region}_pixels"} <= set(table.columns)
             assert summary[f"{region}_frames"] == table[f"{region}_psnr"].notna().sum()
         assert summary["lpips"] == pytest.approx(table["lpips"].mean())
+        assert summary["contour_error_share"] == pytest.approx(table["sq_error_contour"].sum() / table["sq_error"].sum()) and 0 < summary["contour_error_share"] < 1
         assert "aed" not in summary and "retrack_unavailable" not in summary  # not an arkit52 subject
+        assert table["code_distance"].min() >= 0 and summary["code_distance_median"] == pytest.approx(table["code_distance"].median())
+        # one training sequence of 3 instants, all within one window: no spread to call a range, said as None
+        assert summary["in_range_threshold"] is None and summary["in_range_frames"] is None and summary["in_range"] is None
+        if split == "novel_view":  # training expressions seen from another camera
+            assert table["code_distance"].max() < 1e-6
         geometry = summary["geometry"]
         assert geometry["instants"] == 2 and geometry["whole"]["chamfer"] > 0 and geometry["whole"]["chamfer_rel"] < 1
         assert len(pd.read_csv(out / f"geometry_{split}.csv")) == 2
@@ -148,6 +154,7 @@ def test_video_subject_is_retracked_and_failures_counted(video_workdir, tmp_path
     assert document["retrack_failed_render"] == status.get("render_failed", 0) + status.get("both_failed", 0)
     assert document["retrack_failed_gt"] == 0  # the real frames all have a face
     assert document["retrack_frames"] + document["retrack_failed_render"] == document["num_frames"] == 2
+    assert {"code_distance", "in_range", "aed_neutral"} <= set(table.columns) and document["code_distance_max"] > 0
 
 
 def test_render_equal_to_the_ground_truth_scores_perfectly(video_workdir, tmp_path, monkeypatch):
@@ -162,6 +169,7 @@ def test_render_equal_to_the_ground_truth_scores_perfectly(video_workdir, tmp_pa
         assert document[f"{region}_psnr"] == math.inf and document[f"{region}_ssim"] == pytest.approx(1.0) and document[f"{region}_lpips"] == pytest.approx(0.0, abs=1e-7)
     assert document["retrack_frames"] == 2 and document["aed"] == document["akd"] == 0.0 and document["flicker"] == 0.0
     assert document["aed_gt"] > 0 and document["aed_rel"] == 0.0
+    assert document["contour_error_share"] is None  # no error to share out
 
 
 def test_only_the_valid_box_is_scored(video_workdir, tmp_path, monkeypatch):
