@@ -1,11 +1,14 @@
-"""The figures of docs/video.md from the video pipeline's outputs (run after `dvc repro video/dvc.yaml`).
+"""The figures and the results table of docs/video.md from the video pipeline's outputs (run after `dvc repro video/dvc.yaml`).
 
+    python scripts/video_figures.py                 # every clip of params.yaml `videos`
     python scripts/video_figures.py --names d3 d10
 
 docs/images/video_masks.png: per clip, three training frames, each as the crop with the mask's
 outline in red | the region map over it | composited over white (what training sees).
 docs/images/video_results.png: per clip, the first, middle and last of the evaluation's test
 samples (ground truth | render).
+Printed: the results table (markdown) from metrics/video/<name>_{prepare,eval}.json and the
+training wall time of the latest MLflow run `train-video-<name>`.
 """
 
 from __future__ import annotations
@@ -52,11 +55,54 @@ def vstack(rows: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(out, axis=0)
 
 
+def training_minutes(name: str) -> float | None:
+    """Wall time of the latest finished MLflow run ``train-video-<name>`` (the store of MLFLOW_TRACKING_URI or ./mlflow.db)."""
+    from eavatar.tracking.mlflow_run import tracking_uri
+
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.mlflow.runName = 'train-video-{name}' and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"], max_results=1)
+    if runs.empty:
+        return None
+    return (runs["end_time"].iloc[0] - runs["start_time"].iloc[0]).total_seconds() / 60
+
+
+def table_row(name: str) -> str:
+    ev = json.loads(Path(f"metrics/video/{name}_eval.json").read_text())
+    prep = json.loads(Path(f"metrics/video/{name}_prepare.json").read_text())
+    report = json.loads((Path("data/video") / name / "prepare_report.json").read_text())
+    meta = json.loads((Path("data/video") / name / "transforms.json").read_text())
+    dropped = len(report["dropped_no_face"]) + len(report["dropped_bad_mask"])
+    n_train, n_test = (len(meta["splits"][s]["frames"]) for s in ("train", "test"))
+    inside = ev.get("in_range") or {}
+    minutes = training_minutes(name)
+
+    def f(v, digits=2):
+        return "n/a" if v is None else f"{v:.{digits}f}"
+
+    return (
+        f"| {name} | {n_train} / {n_test} ({dropped} dropped) | {f(ev['psnr'])} | {f(ev['ssim'], 3)} | {f(ev['lpips'], 3)} | {f(ev['mouth_psnr'])} | {f(ev['eyes_psnr'])} "
+        f"| {f(ev.get('aed'), 3)} / {f(ev.get('aed_neutral'), 3)} = {f(ev.get('aed_vs_neutral'))} | {f(ev.get('contour_error_share'))} "
+        f"| {ev.get('in_range_frames')}: {f(inside.get('psnr'))} / {f(inside.get('aed_vs_neutral'))} | {prep['frames_per_second']:.1f} | {f(minutes, 1)} |"
+    )
+
+
+TABLE_HEADER = (
+    "| clip | train / test frames | PSNR | SSIM | LPIPS | mouth PSNR | eyes PSNR | AED render / neutral = ratio | error share at the outline | in-range test frames: PSNR / AED ratio | prepare frames/s | training min |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--names", nargs="+", default=["d3", "d10"], help="clips of params.yaml `videos`")
+    p.add_argument("--names", nargs="+", help="clips of params.yaml `videos` (default: all)")
     p.add_argument("--out", type=Path, default=Path("docs/images"))
     args = p.parse_args()
+    if not args.names:
+        from eavatar.config import load_params
+
+        args.names = list(load_params("params.yaml", "videos"))
     mask_rows, result_rows = [], []
     for name in args.names:
         subject = Path("data/video") / name
@@ -73,6 +119,9 @@ def main() -> None:
     iio.imwrite(args.out / "video_masks.png", vstack(mask_rows))
     iio.imwrite(args.out / "video_results.png", vstack(result_rows))
     print(f"wrote {args.out / 'video_masks.png'} and {args.out / 'video_results.png'}")
+    print(TABLE_HEADER)
+    for name in args.names:
+        print(table_row(name))
 
 
 if __name__ == "__main__":

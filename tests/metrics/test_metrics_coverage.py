@@ -17,14 +17,15 @@ def subject_of(train_codes: np.ndarray, cameras: int = 1) -> SimpleNamespace:
 
 
 def swing(steps: int = 200) -> np.ndarray:
-    """Coefficient 0 swings 0 -> 1 -> 0 twice; coefficient 1 stays at 0 (d = 3)."""
+    """Coefficient 0 swings 0 -> 1 -> 0 twice; coefficient 1 stays at 0; coefficient 2 is 0.1 in
+    the first swing and 0.13 in the second (d = 3): each moment has a twin 0.03 away."""
     phase = np.abs(((np.arange(steps) / (steps / 2)) % 2) - 1)
-    return np.stack([1 - phase, np.zeros(steps), 0.1 * np.ones(steps)], axis=1)
+    return np.stack([1 - phase, np.zeros(steps), np.where(np.arange(steps) < steps // 2, 0.1, 0.13)], axis=1)
 
 
 def test_a_code_between_training_codes_is_in_range_a_new_one_is_not():
     coverage = ExpressionCoverage(subject_of(swing()), window=10)
-    assert coverage.threshold is not None and 0 < coverage.threshold < 0.1  # the second swing revisits the first's codes
+    assert coverage.threshold == pytest.approx(0.03, abs=0.005)  # the second swing revisits the first's codes
     inside, outside = coverage.distances(np.array([[0.505, 0.0, 0.1], [0.5, 0.8, 0.1]]))
     assert inside < 0.01 and outside == pytest.approx(0.8, abs=1e-6)
     assert coverage.in_range(inside) is True and coverage.in_range(outside) is False
