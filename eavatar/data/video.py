@@ -70,9 +70,6 @@ class VideoConfig:
     """grabcut: refinement iterations per frame."""
     mask_smoothing: float = 1.5
     """grabcut: sigma (px) that smooths GrabCut's jagged contour and feathers the alpha over about that width; 0: raw GrabCut."""
-    neck_cut: float = 0.0
-    """Cut the person at a line below the chin, this many face heights under it in head space (the
-    line moves with the head); 0: keep what the mask holds (neck and shoulders in the crop)."""
     mask_area_tolerance: float = 0.07
     """Drop a frame whose mask area differs by more than this (relative) from the running median over 31 frames; 0: keep all."""
 
@@ -81,8 +78,8 @@ class VideoConfig:
             raise ValueError(f"prepare: resolution >= 16, every >= 1, max_frames >= 0, crop_scale > 0 (got {asdict(self)})")
         if not 0 < self.test_fraction < 1 or self.smoothing < 1 or self.smoothing % 2 == 0 or self.mask_smoothing < 0 or self.mask_area_tolerance < 0:
             raise ValueError(f"prepare: test_fraction in (0, 1), an odd smoothing >= 1, mask_smoothing >= 0 and mask_area_tolerance >= 0 (got {asdict(self)})")
-        if self.masks not in MASKERS or self.matting_band < 0 or self.neck_cut < 0:
-            raise ValueError(f"prepare: masks is one of {', '.join(MASKERS)}, matting_band >= 0 and neck_cut >= 0 (got masks={self.masks!r}, matting_band={self.matting_band}, neck_cut={self.neck_cut})")
+        if self.masks not in MASKERS or self.matting_band < 0:
+            raise ValueError(f"prepare: masks is one of {', '.join(MASKERS)} and matting_band >= 0 (got masks={self.masks!r}, matting_band={self.matting_band})")
 
 
 def read_frames(path: Path, cfg: VideoConfig) -> tuple[np.ndarray, float]:
@@ -258,28 +255,6 @@ def refine_mask(mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]
     return (smooth * 255).astype(np.uint8), np.round(alpha * 255).astype(np.uint8)
 
 
-def neck_cut_weight(pose: np.ndarray, face_vertices: np.ndarray, intrinsics: tuple[float, float, float], size: int, cut: float) -> np.ndarray:
-    """[size, size] float in [0, 1]: 1 on the head's side of the cut line, 0 beyond it, a 1 px ramp between.
-
-    The line is the projection of a horizontal line of head space ``cut`` face heights below the
-    lowest point of the canonical face ``face_vertices`` (cm), at the face's mid depth, posed by
-    ``pose`` (camera-from-head, metres; camera at the origin looking down -z): it turns and moves
-    with the head, so an avatar driven by the head pose can reproduce the edge it leaves.
-    """
-    focal, cx, cy = intrinsics
-    lo, hi = face_vertices.min(axis=0), face_vertices.max(axis=0)
-    y, z, half = lo[1] - cut * (hi[1] - lo[1]), (lo[2] + hi[2]) / 2, hi[0] - lo[0]
-    points = CM_TO_M * np.array([[-half, y, z], [half, y, z], [0.0, (lo[1] + hi[1]) / 2, z]])  # ends of the line, face centre
-    cam = points @ pose[:3, :3].T + pose[:3, 3]
-    uv = np.stack([cx + focal * cam[:, 0] / -cam[:, 2], cy - focal * cam[:, 1] / -cam[:, 2]], axis=1)
-    (a, b), centre = uv[:2], uv[2]
-    normal = np.array([a[1] - b[1], b[0] - a[0]]) / max(np.linalg.norm(b - a), 1e-9)  # unit normal of the line in pixels
-    if (centre - a) @ normal < 0:
-        normal = -normal  # pointing to the face
-    ys, xs = np.mgrid[0:size, 0:size] + 0.5
-    return np.clip((xs - a[0]) * normal[0] + (ys - a[1]) * normal[1] + 0.5, 0.0, 1.0)
-
-
 def face_regions(mask: np.ndarray, landmarks_px: np.ndarray, parts: dict[str, list[np.ndarray]]) -> np.ndarray:
     """[H, W] uint8 region labels (REGION_LABELS) of one frame from its mask and landmarks [478, 2] px.
 
@@ -426,11 +401,7 @@ def write_subject(tmp: Path, video: Path, frames, kept, tracks, labels, expressi
         for i, track in zip(kept, tracks):
             image = cv2.resize(frames[i, y0 : y0 + side, x0 : x0 + side], (cfg.resolution, cfg.resolution), interpolation=cv2.INTER_AREA)
             lm_px = np.stack([(track.landmarks[:, 0] * w - x0) * k, (track.landmarks[:, 1] * h - y0) * k], axis=1)
-            mask, alpha = mask_of(image, lm_px)
-            if cfg.neck_cut > 0:
-                keep = neck_cut_weight(poses[len(crops)], face_mesh[0], intrinsics, cfg.resolution, cfg.neck_cut)
-                mask, alpha = np.where(keep >= 0.5, mask, 0).astype(np.uint8), np.round(alpha * keep).astype(np.uint8)
-            crops.append((image, lm_px, mask, alpha))
+            crops.append((image, lm_px, *mask_of(image, lm_px)))
     outliers = mask_outliers(np.array([(mask > 127).mean() for _, _, mask, _ in crops]), cfg.mask_area_tolerance)
     n_train = len(crops) - max(1, int(round(cfg.test_fraction * len(crops))))
     records, splits = [], {"train": [], "test": []}

@@ -266,25 +266,3 @@ def test_a_wrong_clip_entry_is_named_by_its_params_key(tmp_path, monkeypatch, ca
             main(["prepare", "--check-clip", name, "--out", f"data/{name}.clip.json"])
         assert not (tmp_path / "data" / f"{name}.clip.json").exists()
 
-
-def test_neck_cut_line_follows_the_head():
-    """A head 50 cm in front of the camera: the cut is a horizontal line below the chin, and it
-    turns with the head's roll."""
-    from scipy.spatial.transform import Rotation
-
-    from eavatar.data.video import neck_cut_weight
-
-    face = np.array([[-7.0, -10.0, 0.0], [7.0, 10.0, 2.0], [0.0, 0.0, 1.0]])  # cm: 20 cm tall, chin at y = -10
-    pose = np.eye(4)
-    pose[:3, 3] = [0.0, 0.0, -0.5]
-    focal, size = 200.0, 128
-    keep = neck_cut_weight(pose, face, (focal, 64.0, 64.0), size, cut=0.25)  # line at y = -15 cm, 1 cm farther than the face centre
-    row = 64 + focal * 0.15 / 0.49  # its image row (depth 50 cm less the 1 cm)
-    assert set(np.unique(keep[: int(row) - 1])) == {1.0} and set(np.unique(keep[int(row) + 2 :])) == {0.0}
-    assert np.allclose(keep[:, 0], keep[:, -1])  # horizontal
-    pose[:3, :3] = Rotation.from_euler("z", 30, degrees=True).as_matrix()  # roll the head
-    rolled = neck_cut_weight(pose, face, (focal, 64.0, 64.0), size, cut=0.25)
-    ys, xs = np.nonzero(np.abs(rolled - 0.5) < 0.5)  # the ramp along the line
-    slope = np.polyfit(xs, ys, 1)[0]
-    assert np.degrees(np.arctan(slope)) == pytest.approx(-30, abs=1.5)  # image y points down
-    assert rolled[10, 64] == 1.0 and rolled[-1, -1] == 0.0 and rolled[-1, 0] == 1.0  # the line rises to the right
