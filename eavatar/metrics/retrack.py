@@ -132,6 +132,7 @@ def summarise_retrack(rows: list[dict]) -> dict[str, float | int | None]:
     for key in ("aed", "akd"):
         num, den = out[key], out[f"{key}_gt"]
         out[f"{key}_rel"] = num / den if num is not None and den else None
-    both = [(r["aed"], r["aed_neutral"]) for r in rows if r.get("aed") is not None and r.get("aed_neutral") is not None]
-    out["aed_vs_neutral"] = float(np.mean([a for a, _ in both]) / np.mean([n for _, n in both])) if both and np.mean([n for _, n in both]) > 0 else None
+    both = np.array([(r["aed"], r["aed_neutral"]) for r in rows if r.get("aed") is not None and r.get("aed_neutral") is not None]).reshape(-1, 2)
+    aed, neutral = both.mean(axis=0) if len(both) else (None, None)
+    out["aed_vs_neutral"] = float(aed / neutral) if neutral else None
     return out

@@ -104,7 +104,7 @@ def evaluate_splits(avatar_path: Path, data: Path, splits: list[str] | None, out
     return results
 
 
-def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: Path, options: EvalOptions, coverage: "ExpressionCoverage | None" = None) -> dict:
+def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: Path, options: EvalOptions, coverage: ExpressionCoverage) -> dict:
     """Averages of one split; writes its per-frame CSVs and sample PNGs under ``out``."""
     from eavatar.avatar.drive import render_subject_frame
     from eavatar.data.frames import frame_camera, frame_controls, load_ground_truth, read_mask, to_uint8
@@ -118,7 +118,6 @@ def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: P
 
         raise SubjectError(f"{subject.transforms_path}: splits.{split}: no frames to evaluate")
     samples = {indices[k] for k in np.linspace(0, len(indices) - 1, SAMPLE_RENDERS).round().astype(int)}
-    coverage = coverage or ExpressionCoverage(subject)
     code_distances = dict(zip(indices, coverage.distances(subject.expressions[indices])))
     rows, unavailable, flicker = [], None, FlickerMeter()
     retrack, retrack_note = _retracker(subject, options)
@@ -169,7 +168,7 @@ def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: P
     return summary
 
 
-def coverage_summary(rows: list[dict], coverage: "ExpressionCoverage", retracked: bool) -> dict:
+def coverage_summary(rows: list[dict], coverage: ExpressionCoverage, retracked: bool) -> dict:
     """The split's distances to the training codes and, under ``in_range``, its averages over the
     frames no farther from training than training's own moments are (None without a threshold)."""
     distances = np.array([r["code_distance"] for r in rows])
