@@ -36,10 +36,12 @@ def orbit_camera(avatar: HeadAvatar, subject: Subject, head_pose: Tensor, azimut
 
 
 @torch.no_grad()
-def render_subject_frame(avatar: HeadAvatar, subject: Subject, index: int, background: Tensor) -> RenderOutput:
-    """Render the avatar as seen by frame ``index`` of ``subject`` (its camera, expression and pose)."""
+def render_subject_frame(avatar: HeadAvatar, subject: Subject, index: int, background: Tensor, expression: Tensor | None = None) -> RenderOutput:
+    """Render the avatar as seen by frame ``index`` of ``subject``: its camera, pose and expression
+    (or ``expression`` [d_exp] instead, e.g. the neutral code that evaluation compares against)."""
     device = background.device
     if subject.d_exp != avatar.d_exp:
         raise ValueError(f"{subject.root}: expression_space has {subject.d_exp} coefficients, the avatar expects {avatar.d_exp}")
-    expression, head_pose = frame_controls(subject, index, device)
+    own_expression, head_pose = frame_controls(subject, index, device)
+    expression = own_expression if expression is None else expression.to(device)
     return avatar.render(frame_camera(subject, index, device), expression, head_pose, background)

@@ -16,7 +16,9 @@ training begins from the canonical set.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -115,7 +117,7 @@ class DynamicGenerator(nn.Module):
         self.pose = Branch(6, pos_dim, feature_dim, cfg) if cfg.pose_branch else None
 
     def forward(
-        self, normalized_means: Tensor, features: Tensor, expression: Tensor, pose: Tensor
+        self, normalized_means: Tensor, features: Tensor, expression: Tensor, pose: Tensor, bf16: bool = False
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Residuals of one frame.
 
@@ -124,6 +126,8 @@ class DynamicGenerator(nn.Module):
             features: [N, F] per-Gaussian features F0.
             expression: [d_exp] theta.
             pose: [6] beta (axis-angle, translation).
+            bf16: run the MLPs' matrix products in bfloat16 (torch.autocast) where the device
+                does them natively (:func:`native_bfloat16`); the outputs are float32 either way.
 
         Returns:
             exp_displacement [N, 3], pose_displacement [N, 3] (head-radius units) and the summed
@@ -131,13 +135,32 @@ class DynamicGenerator(nn.Module):
         """
         self.check_expression(expression)
         pos_enc = positional_encoding(normalized_means, self.cfg.pos_frequencies)
-        exp_out = self.expression(pos_enc, features, expression)
-        return combine(exp_out, None if self.pose is None else self.pose(pos_enc, features, pose))
+        with bfloat16_autocast(normalized_means.device) if bf16 else contextlib.nullcontext():
+            exp_out = self.expression(pos_enc, features, expression)
+            pose_out = None if self.pose is None else self.pose(pos_enc, features, pose)
+        exp_dx, pose_dx, attrs = combine(exp_out, pose_out)
+        return exp_dx.float(), pose_dx.float(), {k: v.float() for k, v in attrs.items()}
 
     def check_expression(self, expression: Tensor) -> None:
         if expression.shape[-1] != self.d_exp:
             raise ValueError(f"expression has {expression.shape[-1]} values, the avatar was trained with d_exp={self.d_exp}")
 
+
+@lru_cache(maxsize=None)
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware (faster than float32), not emulated:
+    x86 CPUs with AVX512-BF16 or AMX, CUDA GPUs with bf16 support."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        capabilities = torch.cpu.get_capabilities()
+        return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    return False
+
+
+def bfloat16_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """torch.autocast to bfloat16 on ``device`` where it is native (see :func:`native_bfloat16`), else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=native_bfloat16(device))
 
 
 def combine(exp_out: BranchOutput, pose_out: BranchOutput | None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:

@@ -78,10 +78,11 @@ class HeadAvatar(nn.Module):
         """[N, 3] canonical centres in head radii about the centre: what the generator and control read."""
         return (self.canonical.params["means"] - self.center) / self.radius
 
-    def frame(self, expression: Tensor, head_pose: Tensor) -> FrameGaussians:
-        """Gaussians at expression theta [d_exp] and world-from-head pose [4, 4]."""
+    def frame(self, expression: Tensor, head_pose: Tensor, bf16: bool = False) -> FrameGaussians:
+        """Gaussians at expression theta [d_exp] and world-from-head pose [4, 4] (``bf16``: the
+        generator's MLPs in bfloat16 where native, :class:`DynamicGenerator`; training uses it)."""
         normalized = self.normalized_means()
-        exp_dx, pose_dx, attrs = self.generator(normalized, self.canonical.params["features"], expression, pose_code(head_pose))
+        exp_dx, pose_dx, attrs = self.generator(normalized, self.canonical.params["features"], expression, pose_code(head_pose), bf16)
         return self.compose(self.control(normalized, exp_dx), pose_dx, attrs, head_pose)
 
     def control(self, normalized: Tensor, exp_dx: Tensor, kernel: ControlKernel | None = None) -> Controlled:

@@ -40,6 +40,11 @@ class EAvatarModelConfig(ModelConfig):
     """Colour behind the head, the same as the subject's images (synthetic: white)."""
     init_mesh: str = ""
     """Head-space mesh that seeds the Gaussians instead of the subject's template (Stage I: artifacts/geometry/mesh.ply)."""
+    bf16_mlps: bool = True
+    """Training runs the generator's MLPs in bfloat16 (torch.autocast; weights, optimiser and the rest
+    of the step stay float32) where the device multiplies bf16 natively (x86 CPUs with AVX512-BF16 or
+    AMX, CUDA GPUs with bf16), elsewhere in float32; evaluation and rendering are float32. Demo step
+    on 2 cores: 2.6x faster MLPs (docs/benchmarks.md)."""
 
 
 def ns_camera_to_camera(camera: Cameras) -> Camera:
@@ -150,7 +155,7 @@ class EAvatarModel(Model):
         if not isinstance(camera, Cameras) or camera.shape[0] != 1:
             raise ValueError("EAvatarModel renders one nerfstudio Cameras at a time")
         expression, head_pose = self.frame_controls(camera)
-        frame = self.avatar.frame(expression, head_pose)
+        frame = self.avatar.frame(expression, head_pose, bf16=self.training and self.config.bf16_mlps)
         out = self.avatar.rasterize(frame, ns_camera_to_camera(camera), self.background)
         if self.training:
             self.last_render, self.last_exp_magnitude = out, frame.exp_magnitude

@@ -107,7 +107,7 @@ def evaluate_splits(avatar_path: Path, data: Path, splits: list[str] | None, out
 def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: Path, options: EvalOptions, coverage: ExpressionCoverage) -> dict:
     """Averages of one split; writes its per-frame CSVs and sample PNGs under ``out``."""
     from eavatar.avatar.drive import render_subject_frame
-    from eavatar.data.frames import frame_camera, frame_controls, load_ground_truth, read_mask, to_uint8
+    from eavatar.data.frames import load_ground_truth, read_mask, to_uint8
     from eavatar.metrics.image import contour_errors, image_metrics
     from eavatar.metrics.regions import load_region_map, region_metrics
     from eavatar.metrics.temporal import FlickerMeter
@@ -135,8 +135,7 @@ def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: P
                 (regions,) = counted_pixels(subject, int(i), load_region_map(subject.region_paths[i]))
                 row.update(region_metrics(pred, gt, regions, subject.region_labels))
             if retrack is not None:
-                expression, head_pose = frame_controls(subject, int(i), background.device)
-                (neutral,) = counted_pixels(subject, int(i), avatar.render(frame_camera(subject, int(i), background.device), torch.zeros_like(expression), head_pose, background).rgb)
+                (neutral,) = counted_pixels(subject, int(i), render_subject_frame(avatar, subject, int(i), background, expression=torch.zeros(avatar.d_exp)).rgb)
                 row.update(retrack.add(seq, cam, t, to_uint8(pred), to_uint8(gt), to_uint8(neutral)))
             flicker.add(seq, cam, t, pred, gt)
             rows.append(row)

@@ -127,3 +127,62 @@ def test_first_layer_split_into_rows_and_code_equals_the_branch(avatar):
         torch.testing.assert_close(dx2, dx)
         for name in attrs:
             torch.testing.assert_close(attrs2[name], attrs[name])
+
+
+def _frame_tensors(g) -> dict:
+    return {name: getattr(g, name) for name in ("means", "quats", "scales", "opacities", "colors")}
+
+
+def test_bf16_frame_is_float32_close_to_the_float32_frame_and_trains(avatar, monkeypatch):
+    from eavatar.avatar import generator
+
+    monkeypatch.setattr(generator, "native_bfloat16", lambda device: True)  # bf16 autocast runs (emulated) on any CPU
+    code, pose = torch.linspace(0, 1, avatar.d_exp), torch.eye(4)
+    exact, low = _frame_tensors(avatar.frame(code, pose)), avatar.frame(code, pose, bf16=True)
+    for name, value in _frame_tensors(low).items():
+        assert value.dtype == torch.float32, name
+        torch.testing.assert_close(value, exact[name], rtol=2e-2, atol=2e-3, msg=name)
+    assert not torch.equal(low.colors, exact["colors"])  # the MLPs did run in bfloat16
+    (low.means.sum() + low.colors.sum()).backward()
+    grads = [p.grad for p in avatar.generator.expression.parameters()] + [avatar.canonical.params["features"].grad]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    assert avatar.generator.expression.deform[0].weight.grad.abs().sum() > 0
+
+
+def test_bf16_falls_back_to_float32_where_the_device_has_no_native_bf16(avatar, monkeypatch):
+    from eavatar.avatar import generator
+
+    monkeypatch.setattr(generator, "native_bfloat16", lambda device: False)
+    code = torch.linspace(0, 1, avatar.d_exp)
+    exact, low = _frame_tensors(avatar.frame(code, torch.eye(4))), _frame_tensors(avatar.frame(code, torch.eye(4), bf16=True))
+    for name in exact:
+        assert torch.equal(low[name], exact[name]), name
+
+
+def test_native_bfloat16_reads_the_cpu_capabilities(monkeypatch):
+    from eavatar.avatar.generator import native_bfloat16
+
+    for capabilities, expected in (({"avx512_bf16": True}, True), ({"amx_bf16": True}, True), ({"avx2": True}, False)):
+        native_bfloat16.cache_clear()
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda c=capabilities: c)
+        assert native_bfloat16(torch.device("cpu")) is expected
+    native_bfloat16.cache_clear()
+
+
+def test_render_subject_frame_takes_another_expression(tmp_path):
+    """Evaluation renders each frame once more at the neutral code: same camera and pose, other expression."""
+    from eavatar.avatar.drive import render_subject_frame
+    from eavatar.data.frames import frame_camera, frame_controls
+    from eavatar.data.subject import load_subject
+    from eavatar.data.synthetic import SyntheticConfig, generate_synthetic_subject
+
+    cfg = SyntheticConfig(resolution=32, n_cameras=2, n_heldout_cameras=0, n_train_sequences=1, n_test_sequences=1, timesteps_per_sequence=3, mesh_subdivisions=3)
+    subject = load_subject(generate_synthetic_subject(tmp_path / "s", cfg))
+    avatar = make_avatar(d_exp=subject.d_exp)
+    background, index = torch.ones(3), 4
+    expression, head_pose = frame_controls(subject, index)
+    own = render_subject_frame(avatar, subject, index, background).rgb
+    torch.testing.assert_close(own, avatar.render(frame_camera(subject, index), expression, head_pose, background).rgb)
+    neutral = render_subject_frame(avatar, subject, index, background, expression=torch.zeros(subject.d_exp)).rgb
+    torch.testing.assert_close(neutral, avatar.render(frame_camera(subject, index), torch.zeros(subject.d_exp), head_pose, background).rgb)
+    assert not torch.equal(neutral, own)

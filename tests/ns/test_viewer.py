@@ -77,3 +77,21 @@ def test_slider_range_covers_the_training_codes():
     assert slider_range(torch.tensor([0.0, 0.4]).numpy()) == (0.0, 1.0)
     assert slider_range(torch.tensor([-2.3, 1.75]).numpy()) == (-2.3, 1.8)
     assert slider_range(torch.tensor([-2.31, 1.71]).numpy()) == (-2.4, 1.8)
+
+
+def test_training_renders_with_bf16_mlps_and_evaluation_with_float32(model, monkeypatch):
+    """bf16_mlps is a training-speed switch: every render outside training is float32."""
+    seen = []
+    frame = model.avatar.frame
+    monkeypatch.setattr(model.avatar, "frame", lambda expression, head_pose, bf16=False: seen.append(bf16) or frame(expression, head_pose, bf16))
+    camera = viewer_camera(model)
+    try:
+        model.train()
+        model.get_outputs(camera)
+        model.config.bf16_mlps = False
+        model.get_outputs(camera)
+    finally:
+        model.config.bf16_mlps = True
+        model.eval()
+    model.get_outputs_for_camera(camera)
+    assert seen == [True, False, False]

@@ -162,7 +162,12 @@ def test_render_equal_to_the_ground_truth_scores_perfectly(video_workdir, tmp_pa
     import eavatar.avatar.drive as drive
     from eavatar.data.frames import load_ground_truth
 
-    monkeypatch.setattr(drive, "render_subject_frame", lambda avatar, subject, i, bg: SimpleNamespace(rgb=load_ground_truth(subject, i, bg)))
+    real = drive.render_subject_frame  # the neutral render stays the avatar's
+
+    def ground_truth_render(avatar, subject, i, bg, expression=None):
+        return SimpleNamespace(rgb=load_ground_truth(subject, i, bg)) if expression is None else real(avatar, subject, i, bg, expression)
+
+    monkeypatch.setattr(drive, "render_subject_frame", ground_truth_render)
     document, table = evaluate_video(video_workdir, tmp_path)
     assert document["psnr"] == math.inf and document["ssim"] == pytest.approx(1.0) and document["lpips"] == pytest.approx(0.0, abs=1e-7)
     for region in ("mouth", "eyes", "skin"):
@@ -178,7 +183,7 @@ def test_only_the_valid_box_is_scored(video_workdir, tmp_path, monkeypatch):
     import eavatar.avatar.drive as drive
     from eavatar.data.frames import load_ground_truth
 
-    def garbage_outside(avatar, subject, i, bg):
+    def garbage_outside(avatar, subject, i, bg, expression=None):
         rgb = load_ground_truth(subject, i, bg).clone()
         rgb[:, :4] = 1 - rgb[:, :4]  # the left 4 columns wrong
         return SimpleNamespace(rgb=rgb)
