@@ -89,7 +89,9 @@ def main() -> None:
         return
     forwarded = ["--params", str(args.params), "--data", str(args.data), "--baseline-rev", args.baseline_rev] + (["--threads", str(args.threads)] if args.threads else [])
     load_before = os.getloadavg()[0]
-    current, baseline = interleaved(args.baseline_rev, __file__, forwarded, args.rounds, str(args.steps))
+    with tempfile.TemporaryDirectory(prefix="eavatar-step-mlflow-") as tmp:  # the trainers log runs: not into the user's ./mlflow.db
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+        current, baseline = interleaved(args.baseline_rev, __file__, forwarded, args.rounds, str(args.steps))
     result = {
         "current": {**current["info"], "step_ms": summary(current["times"])},
         "baseline": {**baseline["info"], "revision": args.baseline_rev, "step_ms": summary(baseline["times"])},
