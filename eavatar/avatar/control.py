@@ -9,14 +9,18 @@ by a normalised Gaussian-kernel blend of their displacements:
 Units: all three lengths are in head radii (the avatar's ``radius`` buffer), so one value
 serves every subject; the paper leaves tau's units unstated (docs/method.md). Distances are
 measured between canonical centres, so the neighbourhoods do not flicker with the expression.
-Neighbours come from a KD-tree (scipy cKDTree): no N x N matrix is ever built. For points that
-do not move between frames (an avatar being edited), :class:`ControlKernel` precomputes them.
+Neighbours come from a uniform grid of cells at least ``radius`` wide (compiled, rebuilt every
+frame in well under a millisecond: the canonical centres are trained, so they move): a point's
+neighbours lie in its own and the 26 adjacent cells, so no N x N matrix is ever built. For
+points that do not move between frames (an avatar being edited), :class:`ControlKernel`
+precomputes them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import torch
 from scipy.sparse import csr_matrix
@@ -44,17 +48,77 @@ def control_mask(displacement: Tensor, tau: float) -> Tensor:
     return displacement.detach().norm(dim=-1) > tau
 
 
+#: Cells per axis at most: a radius far below the cloud's size gets wider cells (still correct, more distance tests).
+GRID_CELLS = 64
+
+
 def neighbour_pairs(points: Tensor, is_control: Tensor, radius: float) -> tuple[Tensor, Tensor]:
     """(j, i) index pairs: non-control j within ``radius`` of control i (|x_j - x_i| <= radius)."""
     device = points.device
     mask = is_control.cpu().numpy()
-    ctrl, free = np.nonzero(mask)[0], np.nonzero(~mask)[0]
-    if len(ctrl) == 0 or len(free) == 0:
+    if mask.all() or not mask.any():
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty
-    pts = points.detach().cpu().numpy().astype(np.float64)
-    pairs = cKDTree(pts[free]).sparse_distance_matrix(cKDTree(pts[ctrl]), radius, output_type="ndarray")
-    return torch.from_numpy(free[pairs["i"]]).to(device), torch.from_numpy(ctrl[pairs["j"]]).to(device)
+    j, i = _grid_pairs(np.ascontiguousarray(points.detach().cpu().numpy(), dtype=np.float64), mask, float(radius))
+    return torch.from_numpy(j).to(device), torch.from_numpy(i).to(device)
+
+
+@numba.njit(cache=True, nogil=True)
+def _grid_pairs(points, is_control, radius):  # pragma: no cover - compiled
+    """:func:`neighbour_pairs` on float64 [N, 3] points: control points bucketed into cells at
+    least ``radius`` wide (a counting sort), each free point tested against the control points
+    of its 27 cells, free point by free point."""
+    n = points.shape[0]
+    lo, hi = points[0].copy(), points[0].copy()
+    for p in range(n):
+        for k in range(3):
+            lo[k], hi[k] = min(lo[k], points[p, k]), max(hi[k], points[p, k])
+    cell = max(radius, (hi - lo).max() / GRID_CELLS, 1e-12)
+    dims = np.empty(3, np.int64)
+    for k in range(3):
+        dims[k] = int((hi[k] - lo[k]) / cell) + 1
+    coords = np.empty((n, 3), np.int64)
+    for p in range(n):
+        for k in range(3):
+            coords[p, k] = min(int((points[p, k] - lo[k]) / cell), dims[k] - 1)
+    start = np.zeros(dims[0] * dims[1] * dims[2] + 1, np.int64)
+    for p in range(n):
+        if is_control[p]:
+            start[(coords[p, 0] * dims[1] + coords[p, 1]) * dims[2] + coords[p, 2] + 1] += 1
+    start = np.cumsum(start)
+    members, cursor = np.empty(start[-1], np.int64), start[:-1].copy()
+    for p in range(n):
+        if is_control[p]:
+            key = (coords[p, 0] * dims[1] + coords[p, 1]) * dims[2] + coords[p, 2]
+            members[cursor[key]] = p
+            cursor[key] += 1
+    r2 = radius * radius
+    count = 0
+    out_j, out_i = np.empty(4 * n, np.int64), np.empty(4 * n, np.int64)
+    for j in range(n):
+        if is_control[j]:
+            continue
+        pj = points[j]
+        for x in range(max(coords[j, 0] - 1, 0), min(coords[j, 0] + 2, dims[0])):
+            for y in range(max(coords[j, 1] - 1, 0), min(coords[j, 1] + 2, dims[1])):
+                row = (x * dims[1] + y) * dims[2]
+                z0, z1 = max(coords[j, 2] - 1, 0), min(coords[j, 2] + 2, dims[2])
+                for m in range(start[row + z0], start[row + z1]):  # the z-adjacent cells are contiguous
+                    i = members[m]
+                    dx, dy, dz = pj[0] - points[i, 0], pj[1] - points[i, 1], pj[2] - points[i, 2]
+                    if dx * dx + dy * dy + dz * dz <= r2:
+                        if count == len(out_j):
+                            out_j, out_i = _grown(out_j, count), _grown(out_i, count)
+                        out_j[count], out_i[count] = j, i
+                        count += 1
+    return out_j[:count], out_i[:count]
+
+
+@numba.njit(cache=True, nogil=True)
+def _grown(a, count):  # pragma: no cover - compiled
+    bigger = np.empty(2 * len(a), a.dtype)
+    bigger[:count] = a[:count]
+    return bigger
 
 
 def propagate(points: Tensor, displacement: Tensor, is_control: Tensor, radius: float, sigma: float) -> Tensor:

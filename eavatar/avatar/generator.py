@@ -81,12 +81,10 @@ class Branch(nn.Module):
     def forward(self, pos_enc: Tensor, features: Tensor, code: Tensor) -> BranchOutput:
         """pos_enc [N, P], features [N, F], code [C] -> displacement [N, 3] and residuals by name.
 
-        (One matrix product per first layer on [input, code]: for a training step that is faster
-        than :meth:`rows` + :meth:`from_rows`, whose sum is one more pass over an [N, H] tensor.)
+        The code is the same for every Gaussian, so its part of each first layer is folded into
+        that layer's bias: one [N, input] product per trunk, no [N, input + C] concatenation.
         """
-        c = code.expand(pos_enc.shape[0], -1)
-        displacement = self.deform(torch.cat([pos_enc, c], dim=-1))
-        return displacement, _attributes(self.attributes(torch.cat([features, c], dim=-1)))
+        return _trunk(self.deform, pos_enc, code), _attributes(_trunk(self.attributes, features, code))
 
     def rows(self, pos_enc: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
         """The code-independent part of each trunk's first layer (bias included): [N, H] twice."""
@@ -98,6 +96,12 @@ class Branch(nn.Module):
         (deform_rows, attribute_rows), (p, f) = rows, self.row_dims
         displacement = self.deform[1:](deform_rows + self.deform[0].weight[:, p:] @ code)
         return displacement, _attributes(self.attributes[1:](attribute_rows + self.attributes[0].weight[:, f:] @ code))
+
+
+def _trunk(net: nn.Sequential, rows: Tensor, code: Tensor) -> Tensor:
+    """``net`` on [rows, code] for every row, with the code's columns folded into the first bias."""
+    first, n = net[0], rows.shape[-1]
+    return net[1:](F.linear(rows, first.weight[:, :n], torch.addmv(first.bias, first.weight[:, n:], code)))
 
 
 def _attributes(out: Tensor) -> dict[str, Tensor]:

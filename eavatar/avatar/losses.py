@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.image import structural_similarity_index_measure
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_C1 = 0.01**2  # (K1 * data range 1)^2
+SSIM_C2 = 0.03**2
 
 
 @dataclass
@@ -42,6 +48,45 @@ def random_crop(pred: Tensor, gt: Tensor, size: int, generator: torch.Generator 
     return pred[y : y + size, x : x + size], gt[y : y + size, x : x + size]
 
 
+@lru_cache(maxsize=8)
+def _window_matrix(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:  # [n, n]
+    """The reflect-padded 11-tap Gaussian window along one axis of length ``n`` as a matrix:
+    ``x @ M`` blurs the last axis as torchmetrics' SSIM does (pad 5 by reflection, valid
+    convolution). Built once per size in float64, then cast."""
+    r = SSIM_WINDOW // 2
+    taps = torch.arange(-r, r + 1, dtype=torch.float64)
+    window = torch.exp(-0.5 * (taps / SSIM_SIGMA) ** 2)
+    window = window / window.sum()
+    impulses = F.pad(torch.eye(n, dtype=torch.float64)[:, None], (r, r), mode="reflect")  # [n, 1, n + 2r]
+    return F.conv1d(impulses, window.view(1, 1, -1))[:, 0].to(dtype=dtype, device=device)  # row i: impulse i blurred
+
+
+def training_ssim(
+    pred: Tensor,  # [H, W, 3] in [0, 1]
+    gt: Tensor,  # [H, W, 3] in [0, 1]
+) -> Tensor:  # []
+    """SSIM as nerfstudio's splatfacto trains with it (torchmetrics' default: 11 x 11 Gaussian
+    window, sigma 1.5, reflect-padded image, mean over every pixel), computed as two matrix
+    products per image instead of an 11 x 11 grouped convolution: the same value and gradient
+    (tests/avatar/test_losses.py), 3x faster forward and backward at 128 px on CPU.
+
+    Evaluation reports :func:`eavatar.metrics.image.ssim` (valid windows only), not this.
+    """
+    h, w = pred.shape[:2]
+    if min(h, w) <= SSIM_WINDOW // 2:
+        raise ValueError(f"training SSIM needs images larger than {SSIM_WINDOW // 2} pixels a side, got {tuple(pred.shape)}")
+    x, y = pred.permute(2, 0, 1), gt.permute(2, 0, 1)  # [3, H, W]
+    stats = torch.cat((x, y, x * x, y * y, x * y))  # [15, H, W]
+    blurred = _window_matrix(h, pred.dtype, pred.device).T @ (stats @ _window_matrix(w, pred.dtype, pred.device))
+    mu_x, mu_y, xx, yy, xy = blurred.view(5, 3, h, w).unbind(0)
+    mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    var_x = torch.clamp(xx - mu_xx, min=0.0)
+    var_y = torch.clamp(yy - mu_yy, min=0.0)
+    cov = xy - mu_xy
+    ssim_map = ((2 * mu_xy + SSIM_C1) * (2 * cov + SSIM_C2)) / ((mu_xx + mu_yy + SSIM_C1) * (var_x + var_y + SSIM_C2))
+    return ssim_map.mean()
+
+
 def image_losses(
     pred: Tensor,  # [H, W, 3]
     gt: Tensor,  # [H, W, 3]
@@ -57,8 +102,7 @@ def image_losses(
     """
     error = (pred - gt).abs()
     l1 = (error * pixel_weights[..., None]).mean() if pixel_weights is not None else error.mean()
-    ssim = structural_similarity_index_measure(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None], data_range=1.0)
-    losses = {"rgb": cfg.rgb_weight * ((1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1 - ssim))}
+    losses = {"rgb": cfg.rgb_weight * ((1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1 - training_ssim(pred, gt)))}
     if cfg.lpips_weight > 0 and lpips_fn is not None:
         # The key is present from step 0 (zero until lpips_start_step) so every log has the same columns.
         losses["lpips"] = pred.new_zeros(())

@@ -56,13 +56,16 @@ def test_threshold_is_strict_and_edges_of_the_radius_count():
     assert len(neighbour_pairs(points, torch.zeros(3, dtype=torch.bool), 1.0)[0]) == 0
 
 
-def test_kd_tree_pairs_equal_brute_force():
+@pytest.mark.parametrize("radius", [0.08, 0.02, 3.0])  # cells of the radius; widened past 64 a side (an outlier far out); one cell
+def test_grid_pairs_equal_brute_force(radius):
     g = torch.Generator().manual_seed(1)
-    points = torch.rand(3000, 3, generator=g)
+    points = torch.rand(3000, 3, generator=g, dtype=torch.float64)
+    points[0] = torch.tensor([40.0, -3.0, 7.0])
     is_control = torch.rand(3000, generator=g) < 0.05
-    j, i = neighbour_pairs(points, is_control, 0.08)
+    j, i = neighbour_pairs(points, is_control, radius)
     d = torch.cdist(points, points)
-    expected = torch.nonzero((d <= 0.08) & (~is_control)[:, None] & is_control[None, :])
+    expected = torch.nonzero((d <= radius) & (~is_control)[:, None] & is_control[None, :])
+    assert len(expected) > 0
     assert sorted(zip(j.tolist(), i.tolist())) == sorted(map(tuple, expected.tolist()))
 
 

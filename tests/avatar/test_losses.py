@@ -1,6 +1,8 @@
+import pytest
 import torch
+from torchmetrics.functional.image import structural_similarity_index_measure
 
-from eavatar.avatar.losses import LossConfig, image_losses, random_crop
+from eavatar.avatar.losses import LossConfig, image_losses, random_crop, training_ssim
 
 
 def fake_lpips(a, b):
@@ -26,6 +28,45 @@ def test_rgb_loss_mixes_l1_and_dssim():
     pred, gt = torch.full((24, 24, 3), 0.25), torch.full((24, 24, 3), 0.75)
     only_l1 = image_losses(pred, gt, LossConfig(ssim_lambda=0.0, lpips_weight=0.0), 0)["rgb"]
     torch.testing.assert_close(only_l1, torch.tensor(0.5))
+
+
+def _torchmetrics_ssim(pred, gt):
+    return structural_similarity_index_measure(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None], data_range=1.0)
+
+
+def _value_and_grad(fn, pred, gt):
+    pred = pred.clone().requires_grad_()
+    value = fn(pred, gt)
+    value.backward()
+    return value.detach(), pred.grad
+
+
+def test_training_ssim_equals_torchmetrics_in_value_and_gradient():
+    # Non-square, so a swapped axis or window matrix would show; a flat area exercises the
+    # variance clamp at 0. In float64 the two agree to rounding; in float32 ours stays as close
+    # to the float64 value as torchmetrics' own float32 result (the variance's cancellation).
+    gen = torch.Generator().manual_seed(3)
+    gt = torch.rand(40, 57, 3, generator=gen, dtype=torch.float64)
+    gt[:, :20] = 0.5
+    pred = (gt + 0.15 * torch.randn(gt.shape, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    value, grad = _value_and_grad(training_ssim, pred, gt)
+    ref_value, ref_grad = _value_and_grad(_torchmetrics_ssim, pred, gt)
+    torch.testing.assert_close(value, ref_value, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-15)
+    assert float(value) < 0.9  # a real difference was measured, not two ones
+
+    value32, grad32 = _value_and_grad(training_ssim, pred.float(), gt.float())
+    tm_value32, tm_grad32 = _value_and_grad(_torchmetrics_ssim, pred.float(), gt.float())
+    torch.testing.assert_close(value32.double(), ref_value, rtol=1e-6, atol=0)
+    ours_err = float((grad32.double() - ref_grad).abs().max())
+    their_err = float((tm_grad32.double() - ref_grad).abs().max())
+    assert ours_err <= 1.5 * their_err and ours_err < 1e-5 * float(ref_grad.abs().max())
+    torch.testing.assert_close(training_ssim(gt, gt.clone()), torch.ones((), dtype=gt.dtype))
+
+
+def test_training_ssim_rejects_images_smaller_than_its_padding():
+    with pytest.raises(ValueError, match="larger than 5 pixels"):
+        training_ssim(torch.rand(5, 30, 3), torch.rand(5, 30, 3))
 
 
 def test_random_crop_is_the_same_window_of_both_images():

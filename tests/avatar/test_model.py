@@ -118,7 +118,32 @@ def test_sparse_control_moves_neighbours_of_control_gaussians_only_when_enabled(
     assert moved.any() and not (moved & on.is_control).any()
 
 
+def _randomise_heads(avatar) -> None:
+    """The residual heads start at zero, which would make every branch output 0 and these tests vacuous."""
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for branch in (avatar.generator.expression, avatar.generator.pose):
+            for head in (branch.deform[-1], branch.attributes[-1]):
+                head.weight.copy_(torch.randn(head.weight.shape, generator=g) * 0.1)
+                head.bias.copy_(torch.randn(head.bias.shape, generator=g) * 0.1)
+
+
+def test_branch_is_its_mlp_on_input_and_code(avatar):
+    """The code's columns folded into the first bias are the MLP of the definition on [input, code]."""
+    _randomise_heads(avatar)
+    p = avatar.canonical.params
+    pos_enc = positional_encoding(avatar.normalized_means(), avatar.generator.cfg.pos_frequencies)
+    branch, code = avatar.generator.expression, torch.rand(avatar.d_exp)
+    dx, attrs = branch(pos_enc, p["features"], code)
+    c = code.expand(len(pos_enc), -1)
+    torch.testing.assert_close(dx, branch.deform(torch.cat([pos_enc, c], -1)))
+    plain = branch.attributes(torch.cat([p["features"], c], -1))
+    torch.testing.assert_close(torch.cat([attrs[k] for k in attrs], -1), plain)
+    assert dx.abs().max() > 0
+
+
 def test_first_layer_split_into_rows_and_code_equals_the_branch(avatar):
+    _randomise_heads(avatar)
     p = avatar.canonical.params
     pos_enc = positional_encoding(avatar.normalized_means(), avatar.generator.cfg.pos_frequencies)
     for branch, code in ((avatar.generator.expression, torch.rand(avatar.d_exp)), (avatar.generator.pose, torch.rand(6))):

@@ -76,3 +76,45 @@ def test_compiled_training_path_equals_the_reference_in_values_and_gradients(n, 
     for name, grad in grads.items():
         assert grad.abs().max() > 0, name
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-3, atol=1e-4 * grad.abs().max(), msg=lambda m: f"d/d{name}: {m}")
+
+
+def _projected_scene(n: int, width: int, height: int, seed: int):
+    s = random_scene(n, seed=seed)
+    cam = front_camera(width, height)
+    proj = project(s["means"], s["quats"], s["scales"], cam.viewmat, cam.K, width, height)
+    return proj, s["opacities"], torch.cat([s["colors"], proj.depths[:, None]], -1)
+
+
+def test_training_forward_is_the_viewing_walk_bit_for_bit():
+    from eavatar.render.cpu_numba import composite_numba
+
+    proj, opacities, features = _projected_scene(2000, 96, 80, seed=4)
+    view_acc, view_alpha = composite_numba(proj, opacities, features, 96, 80)
+    train_acc, train_alpha = composite_numba(proj, opacities, features.clone().requires_grad_(True), 96, 80)
+    assert view_alpha.max() > 0.99
+    torch.testing.assert_close(train_acc.detach(), view_acc, rtol=0, atol=0)
+    torch.testing.assert_close(train_alpha.detach(), view_alpha, rtol=0, atol=0)
+
+
+def test_pixel_lists_survive_a_record_overflow_and_stay_in_depth_order():
+    import numpy as np
+
+    from eavatar.render.cpu_numba import _array, blend_with_lists
+
+    width, height = 64, 48
+    proj, opacities, features = _projected_scene(1500, width, height, seed=8)
+    visible = torch.nonzero(proj.radii > 0).squeeze(1)
+    order = visible[torch.argsort(proj.depths[visible], stable=True)].numpy()
+    args = (order, _array(proj.means2d[0]), _array(proj.conics), _array(opacities), proj.radii.numpy(), _array(features), width, height)
+    roomy = blend_with_lists(*args)
+    cramped = blend_with_lists(*args, capacity=3)  # every band overflows: one re-run
+    for a, b in zip(roomy, cramped):
+        np.testing.assert_array_equal(a, b)
+    acc, alpha, final_t, used, start, ids = roomy
+    np.testing.assert_array_equal(np.diff(start), used)
+    assert used.max() > 3 and (used == 0).any()
+    rank = np.empty(len(proj.radii), np.int64)
+    rank[order] = np.arange(len(order))
+    for p in np.nonzero(used > 1)[0]:
+        assert (np.diff(rank[ids[start[p] : start[p + 1]]]) > 0).all(), f"pixel {p}: not front to back"
+    np.testing.assert_allclose(1 - final_t, alpha, atol=1e-5)  # what a pixel lets through is what it did not cover
