@@ -12,6 +12,14 @@ opacity on the per-Gaussian feature F0. Each branch has one MLP trunk for the po
 one for the other attributes, with a separate linear head per attribute (the paper leaves
 sizes open; shared trunks keep a CPU step cheap). Output heads of residuals start at zero so
 training begins from the canonical set.
+
+Each trunk reads the code twice (our choice; the paper only says the MLPs take it): as an
+input of its first layer, and as per-unit scales of every hidden layer (FiLM, Perez et al.
+2018): layer k computes relu((1 + s_k(code)) * (W_k h) + b_k). A code that enters only as an
+input shifts a unit by the same amount wherever the Gaussian is; a scale lets a unit that
+fires on one lid follow one coefficient, so the two lids can blink apart. The scales start at
+zero (the plain MLP) and multiply the weight rows, not the [N, H] activations, so they cost
+nothing per Gaussian.
 """
 
 from __future__ import annotations
@@ -62,11 +70,12 @@ def positional_encoding(x: Tensor, frequencies: int) -> Tensor:  # [N, 3] -> [N,
 
 
 class Branch(nn.Module):
-    """One conditioning branch (expression or pose): a position trunk and an appearance trunk.
+    """One conditioning branch (expression or pose): a position trunk and an appearance trunk,
+    each with its FiLM scales (``*_scales``: code -> one scale per unit of every hidden layer).
 
-    Each trunk's first layer reads [per-Gaussian input, code]. It is also the sum of its two
-    parts, so the per-Gaussian part (:meth:`rows`) can be kept while only the code changes
-    (:meth:`from_rows`, the expression editor).
+    A trunk's first layer reads [per-Gaussian input, code]; its per-Gaussian product
+    (:meth:`rows`) can be kept while only the code changes (:meth:`from_rows`, the expression
+    editor).
     """
 
     def __init__(self, code_dim: int, pos_dim: int, feature_dim: int, cfg: GeneratorConfig):
@@ -74,34 +83,70 @@ class Branch(nn.Module):
         self.row_dims = (pos_dim, feature_dim)
         self.deform = mlp(pos_dim + code_dim, cfg.hidden_dim, cfg.num_layers, 3)
         self.attributes = mlp(feature_dim + code_dim, cfg.hidden_dim, cfg.num_layers, sum(ATTRIBUTE_SIZES.values()))
-        for head in (self.deform[-1], self.attributes[-1]):
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+        self.deform_scales = nn.Linear(code_dim, cfg.hidden_dim * cfg.num_layers)
+        self.attributes_scales = nn.Linear(code_dim, cfg.hidden_dim * cfg.num_layers)
+        for zero_start in (self.deform[-1], self.attributes[-1], self.deform_scales, self.attributes_scales):
+            nn.init.zeros_(zero_start.weight)
+            nn.init.zeros_(zero_start.bias)
 
     def forward(self, pos_enc: Tensor, features: Tensor, code: Tensor) -> BranchOutput:
         """pos_enc [N, P], features [N, F], code [C] -> displacement [N, 3] and residuals by name.
 
         The code is the same for every Gaussian, so its part of each first layer is folded into
-        that layer's bias: one [N, input] product per trunk, no [N, input + C] concatenation.
+        that layer's bias: one [N, input] product per layer, no [N, input + C] concatenation.
         """
-        return _trunk(self.deform, pos_enc, code), _attributes(_trunk(self.attributes, features, code))
+        deform = _trunk(self.deform, self.deform_scales, pos_enc, code)
+        return deform, _attributes(_trunk(self.attributes, self.attributes_scales, features, code))
 
     def rows(self, pos_enc: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
-        """The code-independent part of each trunk's first layer (bias included): [N, H] twice."""
-        (deform, attributes), (p, f) = (self.deform[0], self.attributes[0]), self.row_dims
-        return F.linear(pos_enc, deform.weight[:, :p], deform.bias), F.linear(features, attributes.weight[:, :f], attributes.bias)
+        """The code-independent product of each trunk's first layer (before its scale and bias): [N, H] twice."""
+        p, f = self.row_dims
+        return F.linear(pos_enc, self.deform[0].weight[:, :p]), F.linear(features, self.attributes[0].weight[:, :f])
 
     def from_rows(self, rows: tuple[Tensor, Tensor], code: Tensor) -> BranchOutput:
         """Finish both trunks from :meth:`rows` and the code [C]."""
-        (deform_rows, attribute_rows), (p, f) = rows, self.row_dims
-        displacement = self.deform[1:](deform_rows + self.deform[0].weight[:, p:] @ code)
-        return displacement, _attributes(self.attributes[1:](attribute_rows + self.attributes[0].weight[:, f:] @ code))
+        deform = _finish(self.deform, self.deform_scales, rows[0], code)
+        return deform, _attributes(_finish(self.attributes, self.attributes_scales, rows[1], code))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Avatars saved before the FiLM scales load with zero scales: the very MLPs they trained.
+        (Only where the dict holds this branch's trunks: a partial load, as nerfstudio's pipeline
+        makes of its own keys, must leave the scales alone.)"""
+        if f"{prefix}deform.0.weight" not in state_dict:
+            return super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        for name in ("deform_scales", "attributes_scales"):
+            for field in ("weight", "bias"):
+                state_dict.setdefault(f"{prefix}{name}.{field}", torch.zeros_like(getattr(getattr(self, name), field)))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def _trunk(net: nn.Sequential, rows: Tensor, code: Tensor) -> Tensor:
-    """``net`` on [rows, code] for every row, with the code's columns folded into the first bias."""
-    first, n = net[0], rows.shape[-1]
-    return net[1:](F.linear(rows, first.weight[:, :n], torch.addmv(first.bias, first.weight[:, n:], code)))
+def _layer_scales(film: nn.Linear, code: Tensor, layers: int) -> Tensor:  # [layers, H]
+    return (1 + film(code)).view(layers, -1)
+
+
+def _hidden_and_head(linears: nn.Sequential, scales: Tensor, h: Tensor) -> Tensor:
+    """Layers 1.. of a trunk: each hidden layer's weight rows scaled by its FiLM scales, then the head."""
+    for k in range(1, len(linears) - 1):
+        h = F.relu(F.linear(h, scales[k, :, None] * linears[k].weight, linears[k].bias), inplace=True)
+    return linears[-1](h)
+
+
+def _trunk(net: nn.Sequential, film: nn.Linear, inputs: Tensor, code: Tensor) -> Tensor:
+    """``net`` on [inputs, code] for every row, FiLM-scaled, with the code's columns folded into the first bias."""
+    linears, n = net[::2], inputs.shape[-1]  # Linear, ReLU, ..., Linear: the Linears
+    scales = _layer_scales(film, code, len(linears) - 1)
+    first = linears[0]
+    code_part = torch.addmv(first.bias, first.weight[:, n:], code)
+    return _hidden_and_head(linears, scales, F.relu(F.linear(inputs, scales[0, :, None] * first.weight[:, :n], code_part), inplace=True))
+
+
+def _finish(net: nn.Sequential, film: nn.Linear, rows: Tensor, code: Tensor) -> Tensor:
+    """:func:`_trunk` from the first layer's kept product ``rows`` [N, H]."""
+    linears = net[::2]
+    scales = _layer_scales(film, code, len(linears) - 1)
+    first = linears[0]
+    code_part = torch.addmv(first.bias, first.weight[:, first.in_features - code.shape[-1] :], code)
+    return _hidden_and_head(linears, scales, F.relu(rows * scales[0] + code_part))
 
 
 def _attributes(out: Tensor) -> dict[str, Tensor]:

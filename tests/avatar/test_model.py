@@ -128,18 +128,47 @@ def _randomise_heads(avatar) -> None:
                 head.bias.copy_(torch.randn(head.bias.shape, generator=g) * 0.1)
 
 
-def test_branch_is_its_mlp_on_input_and_code(avatar):
-    """The code's columns folded into the first bias are the MLP of the definition on [input, code]."""
+def _film_mlp(net, film, inputs, code):
+    """A trunk as docs/method.md writes it: layer k is relu((1 + s_k(code)) * (W_k h) + b_k), the
+    first layer's code columns unscaled."""
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    s = 1 + film(code).view(len(linears) - 1, -1)
+    n = inputs.shape[-1]
+    first = linears[0]
+    h = torch.relu(s[0] * (inputs @ first.weight[:, :n].T) + code @ first.weight[:, n:].T + first.bias)
+    for k in range(1, len(linears) - 1):
+        h = torch.relu(s[k] * (h @ linears[k].weight.T) + linears[k].bias)
+    return linears[-1](h)
+
+
+def test_branch_is_its_film_mlp_on_input_and_code(avatar):
     _randomise_heads(avatar)
     p = avatar.canonical.params
     pos_enc = positional_encoding(avatar.normalized_means(), avatar.generator.cfg.pos_frequencies)
     branch, code = avatar.generator.expression, torch.rand(avatar.d_exp)
+    assert branch.deform_scales.weight.abs().max() > 0  # make_avatar perturbs the scales too: they are exercised
     dx, attrs = branch(pos_enc, p["features"], code)
-    c = code.expand(len(pos_enc), -1)
-    torch.testing.assert_close(dx, branch.deform(torch.cat([pos_enc, c], -1)))
-    plain = branch.attributes(torch.cat([p["features"], c], -1))
+    torch.testing.assert_close(dx, _film_mlp(branch.deform, branch.deform_scales, pos_enc, code))
+    plain = _film_mlp(branch.attributes, branch.attributes_scales, p["features"], code)
     torch.testing.assert_close(torch.cat([attrs[k] for k in attrs], -1), plain)
     assert dx.abs().max() > 0
+
+
+def test_film_starts_as_the_plain_mlp_and_avatars_saved_without_it_load_unchanged(tmp_path):
+    """Zero scales are the MLP on [input, code]; a state dict without the scales (an avatar saved
+    before them) loads with zero scales."""
+    avatar = make_avatar()
+    _randomise_heads(avatar)
+    branch = avatar.generator.expression
+    state = {k: v for k, v in avatar.state_dict().items() if "_scales." not in k}
+    fresh = make_avatar(seed=1)
+    fresh.load_state_dict(state)
+    pos_enc = positional_encoding(fresh.normalized_means(), fresh.generator.cfg.pos_frequencies)
+    code = torch.rand(fresh.d_exp)
+    loaded = fresh.generator.expression
+    assert loaded.deform_scales.weight.abs().max() == 0 and loaded.attributes_scales.bias.abs().max() == 0
+    dx, _ = loaded(pos_enc, fresh.canonical.params["features"], code)
+    torch.testing.assert_close(dx, branch.deform(torch.cat([pos_enc, code.expand(len(pos_enc), -1)], -1)))
 
 
 def test_first_layer_split_into_rows_and_code_equals_the_branch(avatar):
