@@ -13,6 +13,7 @@ import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
 from eavatar.avatar.checkpoint import AvatarInfo, save_avatar
+from eavatar.errors import CheckpointError
 from eavatar.tracking.history import append_history, truncate_history
 from eavatar.tracking.mlflow_run import TrackedRun
 
@@ -54,6 +55,19 @@ class EAvatarTrainer(Trainer):
                 "start_step": self._start_step,
             }
         )
+
+    def _load_checkpoint(self) -> None:
+        """nerfstudio's resume, with one clear error where the checkpoint does not fit this model
+        (written by another version of eavatar, e.g. before the generator's FiLM scales)."""
+        try:
+            super()._load_checkpoint()
+        except (ValueError, RuntimeError, KeyError) as err:
+            where = self.config.load_dir or self.config.load_checkpoint
+            first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+            raise CheckpointError(
+                f"{where}: cannot resume from this checkpoint, it does not fit this version of eavatar's model "
+                f"({type(err).__name__}: {first}); start the run afresh (delete that folder, or train into another --out)"
+            ) from err
 
     def setup_optimizers(self):
         """Learning-rate decays span the whole run, whatever ``max_num_iterations`` is."""

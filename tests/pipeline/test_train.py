@@ -180,3 +180,27 @@ def test_a_killed_training_resumes_mid_refinement_as_if_never_stopped(tmp_path):
     reference = canonical(tmp_path / "full" / "avatar.pt")
     for name, value in reference.items():  # same frames, same RNG: the same avatar
         torch.testing.assert_close(final[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_does_not_fit_the_model_is_a_clear_error(tmp_path):
+    """A run left by another version of eavatar (here: one generator parameter fewer in the
+    optimiser, as before the FiLM scales) is refused with the checkpoint folder named, not a
+    torch traceback from the middle of nerfstudio."""
+    small = {**SMALL, "train": {**SMALL["train"], "max_num_iterations": 40, "steps_per_save": 20}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(small))
+    subprocess.run([*EAVATAR, "synthetic", "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "data")], check=True, capture_output=True)
+    proc = eavatar_train(tmp_path, "old")
+    log = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, log
+    ckpt_dir = tmp_path / "old" / "nerfstudio" / "eavatar" / "run" / "nerfstudio_models"
+    latest = sorted(ckpt_dir.glob("step-*.ckpt"))[-1]
+    state = torch.load(latest, map_location="cpu")
+    state["optimizers"]["generator"]["param_groups"][0]["params"].pop()
+    torch.save(state, latest)
+    (tmp_path / "old" / "avatar.pt").unlink()  # same params and code: the run resumes from that checkpoint
+    proc = eavatar_train(tmp_path, "old")
+    log = proc.communicate(timeout=600)[0]
+    assert proc.returncode != 0
+    assert f"{ckpt_dir}: cannot resume from this checkpoint" in log and "start the run afresh" in log, log[-2000:]
+    assert not (tmp_path / "old" / "avatar.pt").exists()
