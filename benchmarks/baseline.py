@@ -88,12 +88,13 @@ class _Server:
         self.proc.wait(timeout=60)
 
 
-def interleaved(rev: str, script: str, args: list[str], rounds: int, request: str) -> tuple[dict, dict]:
-    """Serve ``script`` on the current package and on ``rev``'s, then send ``request`` to each in
-    turn ``rounds`` times (the order alternating). Returns (current, baseline): the setup reply
-    under "info" and the replies' "times" concatenated under "times"."""
+def interleaved(rev: str, script: str, args: list[str], rounds: int, request: str, baseline_args: list[str] | None = None) -> tuple[dict, dict]:
+    """Serve ``script`` on the current package and on ``rev``'s (with ``baseline_args`` instead of
+    ``args`` when given), then send ``request`` to each in turn ``rounds`` times (the order
+    alternating). Returns (current, baseline): the setup reply under "info" and the replies'
+    "times" concatenated under "times"."""
     with worktree(rev) as tree:
-        servers = {"current": _Server(script, args, None), "baseline": _Server(script, args, tree)}
+        servers = {"current": _Server(script, args, None), "baseline": _Server(script, args if baseline_args is None else baseline_args, tree)}
         try:
             _check_package(servers["baseline"].info, tree, rev, script)
             times: dict[str, list[float]] = {name: [] for name in servers}

@@ -1,16 +1,19 @@
 """Time of one real training step of the demo avatar: median over steps, against an earlier revision.
 
-    python benchmarks/bench_training_step.py [--rounds 8] [--steps 10] [--baseline-rev c9dbc68] [--out benchmarks/results/training_step.json]
+    python benchmarks/bench_training_step.py [--rounds 8] [--steps 10] [--baseline-rev c9dbc68] [--baseline-run DIR] [--out benchmarks/results/training_step.json]
 
 The step is nerfstudio's: the trainer of params.yaml's train section is set up from the demo
-run's last checkpoint (artifacts/train/nerfstudio/eavatar/run; run `dvc repro` first), so the
+run's last checkpoint (``--run``, default artifacts/train/nerfstudio/eavatar/run; run `dvc repro`
+first), so the
 Gaussians, the control set, the optimisers and the loss (L1 + D-SSIM + LPIPS on a crop, region
 weights) are those of the end of the demo's training; each timed step is the trainer's
 callbacks before, ``train_iteration`` (data, render, loss, backward, optimiser steps) and the
 callbacks after (densification statistics). The current package and, with ``--baseline-rev``,
 that revision's are each set up once in a child process and asked in turn for ``--steps``
-steps, ``--rounds`` times (benchmarks/baseline.py: both see the same machine state). Results
-go to docs/benchmarks.md.
+steps, ``--rounds`` times (benchmarks/baseline.py: both see the same machine state). A revision
+whose model differs (fewer generator parameters: before the FiLM scales) cannot load the
+current checkpoint; ``--baseline-run`` gives it a run of the same config trained by its own
+code. Results go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from baseline import interleaved, package_path, ratio, reply, report  # noqa: E4
 RUN = Path("artifacts/train/nerfstudio/eavatar/run")
 
 
-def serve(params: Path, data: Path, threads: int | None) -> None:
+def serve(params: Path, data: Path, run: Path, threads: int | None) -> None:
     """Set the trainer up from the demo's last checkpoint, then time the steps each stdin line asks for."""
     import torch
     import yaml
@@ -39,7 +42,7 @@ def serve(params: Path, data: Path, threads: int | None) -> None:
 
     if threads:
         torch.set_num_threads(threads)
-    checkpoints = RUN / "nerfstudio_models"
+    checkpoints = run / "nerfstudio_models"
     last = latest_step(checkpoints) if checkpoints.is_dir() else None
     if last is None:
         sys.exit(f"{checkpoints}: no checkpoint; run `dvc repro` first (the demo's train stage writes it)")
@@ -63,7 +66,7 @@ def serve(params: Path, data: Path, threads: int | None) -> None:
 
         for _ in range(3):  # warm-up: compiled kernels, caches
             one_step()
-        info = {"gaussians": len(trainer.pipeline.model.avatar.canonical), "checkpoint_step": last, "threads": torch.get_num_threads(), "package": package_path()}
+        info = {"gaussians": len(trainer.pipeline.model.avatar.canonical), "checkpoint": str(checkpoints), "checkpoint_step": last, "threads": torch.get_num_threads(), "package": package_path()}
         reply(info)
         for line in sys.stdin:
             reply({"times": [one_step() for _ in range(int(line))]})
@@ -80,18 +83,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, as training uses)")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--data", type=Path, default=Path("data/synthetic"))
+    ap.add_argument("--run", type=Path, default=RUN, help="nerfstudio run whose last checkpoint is timed")
+    ap.add_argument("--baseline-run", type=Path, help="the baseline revision's run (default: --run), for a revision that cannot load the current checkpoint")
     ap.add_argument("--baseline-rev", required=True, help="git revision to time the same steps on, interleaved (e.g. the commit before a speed change)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/training_step.json"))
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # set by baseline.interleaved
     args = ap.parse_args()
     if args.serve:
-        serve(args.params, args.data, args.threads)
+        serve(args.params, args.data, args.run, args.threads)
         return
     forwarded = ["--params", str(args.params), "--data", str(args.data), "--baseline-rev", args.baseline_rev] + (["--threads", str(args.threads)] if args.threads else [])
+    baseline_forwarded = forwarded + ["--run", str(args.baseline_run or args.run)]
+    forwarded = forwarded + ["--run", str(args.run)]
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="eavatar-step-mlflow-") as tmp:  # the trainers log runs: not into the user's ./mlflow.db
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        current, baseline = interleaved(args.baseline_rev, __file__, forwarded, args.rounds, str(args.steps))
+        current, baseline = interleaved(args.baseline_rev, __file__, forwarded, args.rounds, str(args.steps), baseline_forwarded)
     result = {
         "current": {**current["info"], "step_ms": summary(current["times"])},
         "baseline": {**baseline["info"], "revision": args.baseline_rev, "step_ms": summary(baseline["times"])},

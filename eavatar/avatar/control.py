@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numba
 import numpy as np
 import torch
@@ -100,10 +102,17 @@ def _grid_pairs(points, is_control, radius):  # pragma: no cover - compiled
             continue
         pj = points[j]
         for x in range(max(coords[j, 0] - 1, 0), min(coords[j, 0] + 2, dims[0])):
+            gx = max(lo[0] + x * cell - pj[0], pj[0] - (lo[0] + (x + 1) * cell), 0.0)  # distance to the column's slab
             for y in range(max(coords[j, 1] - 1, 0), min(coords[j, 1] + 2, dims[1])):
+                gy = max(lo[1] + y * cell - pj[1], pj[1] - (lo[1] + (y + 1) * cell), 0.0)
+                reach = r2 - gx * gx - gy * gy
+                if reach < 0.0:  # no point of this column of cells is within the radius
+                    continue
+                reach = math.sqrt(reach) * (1 + 1e-9) + 1e-12  # widened: rounding may only add cells, the exact test decides
+                z0 = max(int((pj[2] - reach - lo[2]) / cell), coords[j, 2] - 1, 0)
+                z1 = min(int((pj[2] + reach - lo[2]) / cell) + 1, coords[j, 2] + 2, dims[2])
                 row = (x * dims[1] + y) * dims[2]
-                z0, z1 = max(coords[j, 2] - 1, 0), min(coords[j, 2] + 2, dims[2])
-                for m in range(start[row + z0], start[row + z1]):  # the z-adjacent cells are contiguous
+                for m in range(start[row + z0], start[row + max(z0, z1)]):  # the z-adjacent cells are contiguous
                     i = members[m]
                     dx, dy, dz = pj[0] - points[i, 0], pj[1] - points[i, 1], pj[2] - points[i, 2]
                     if dx * dx + dy * dy + dz * dz <= r2:
