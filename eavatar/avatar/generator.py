@@ -146,7 +146,7 @@ def _finish(net: nn.Sequential, film: nn.Linear, rows: Tensor, code: Tensor) -> 
     scales = _layer_scales(film, code, len(linears) - 1)
     first = linears[0]
     code_part = torch.addmv(first.bias, first.weight[:, first.in_features - code.shape[-1] :], code)
-    return _hidden_and_head(linears, scales, F.relu(rows * scales[0] + code_part))
+    return _hidden_and_head(linears, scales, F.relu(torch.addcmul(code_part, rows, scales[0]), inplace=True))
 
 
 def _attributes(out: Tensor) -> dict[str, Tensor]:
