@@ -65,7 +65,7 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[H
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - truncated zip, garbage bytes, foreign pickle: all one answer
-        raise CheckpointError(f"{path}: not a readable avatar checkpoint, truncated or corrupt ({type(err).__name__}: {_first_line(err)}); {RETRAIN}") from err
+        raise CheckpointError(f"{path}: not a readable avatar checkpoint, truncated or corrupt ({type(err).__name__}: {first_line(err)}); {RETRAIN}") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path}: format is {found!r}, expected {FORMAT!r} (not an eavatar avatar.pt); {RETRAIN}")
@@ -84,11 +84,11 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[H
         info = AvatarInfo(**payload["info"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         # written by another version of the code (renamed field, changed shape)
-        raise CheckpointError(f"{path}: does not match this version of eavatar ({type(err).__name__}: {_first_line(err)}); {RETRAIN}") from err
+        raise CheckpointError(f"{path}: does not match this version of eavatar ({type(err).__name__}: {first_line(err)}); {RETRAIN}") from err
     return avatar.to(device).eval(), info
 
 
-def _first_line(err: BaseException, limit: int = 120) -> str:
+def first_line(err: BaseException, limit: int = 120) -> str:
     """The first sentence of an error, shortened: torch's own advice (``weights_only=False``) must not read as the fix."""
     lines = str(err).strip().splitlines()
     text = lines[0].split(". ")[0].rstrip(".") if lines else ""

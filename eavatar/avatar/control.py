@@ -18,9 +18,8 @@ precomputes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import numba
 import numpy as np

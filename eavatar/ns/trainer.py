@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
-from eavatar.avatar.checkpoint import AvatarInfo, save_avatar
+from eavatar.avatar.checkpoint import AvatarInfo, first_line, save_avatar
 from eavatar.errors import CheckpointError
 from eavatar.tracking.history import append_history, truncate_history
 from eavatar.tracking.mlflow_run import TrackedRun
@@ -63,10 +63,9 @@ class EAvatarTrainer(Trainer):
             super()._load_checkpoint()
         except (ValueError, RuntimeError, KeyError) as err:
             where = self.config.load_dir or self.config.load_checkpoint
-            first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
             raise CheckpointError(
                 f"{where}: cannot resume from this checkpoint, it does not fit this version of eavatar's model "
-                f"({type(err).__name__}: {first}); start the run afresh (delete that folder, or train into another --out)"
+                f"({type(err).__name__}: {first_line(err)}); start the run afresh (delete that folder, or train into another --out)"
             ) from err
 
     def setup_optimizers(self):
