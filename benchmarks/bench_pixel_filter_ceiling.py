@@ -39,10 +39,10 @@ def low_pass(image: torch.Tensor, variance: float) -> torch.Tensor:  # [H, W, 3]
 
 
 def main() -> None:
-    from eavatar.data.frames import load_ground_truth
+    from eavatar.data.frames import load_ground_truth, load_region_map
     from eavatar.data.subject import load_subject
     from eavatar.metrics.image import psnr
-    from eavatar.metrics.regions import load_region_map, region_psnr
+    from eavatar.metrics.regions import region_psnr
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/synthetic"))

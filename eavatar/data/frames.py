@@ -108,6 +108,14 @@ def read_mask(path: str | Path) -> Tensor:  # -> [H, W, 1] bool
     return torch.from_numpy((m if m.ndim == 2 else m[..., 0]) > 0)[..., None]
 
 
+def load_region_map(path: str | Path) -> Tensor:  # -> [H, W] uint8
+    """A region label image (one integer label per pixel; the subject's ``region_labels`` name them)."""
+    labels = np.asarray(iio.imread(path))
+    if labels.ndim == 3:
+        labels = labels[..., 0]
+    return torch.from_numpy(labels.astype(np.uint8))
+
+
 def read_ground_truth(path: str | Path, background: Tensor | Sequence[float] | None = None, mask_path: str | Path | None = None) -> Tensor:
     """:func:`ground_truth` of an image file and its optional mask file: [H, W, 3] float."""
     return ground_truth(np.asarray(iio.imread(path)), read_mask(mask_path) if mask_path is not None else None, background)

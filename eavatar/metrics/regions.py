@@ -16,10 +16,6 @@ on) gives None for that frame, never a number made from a few pixels, and never 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import imageio.v3 as iio
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -34,14 +30,6 @@ MIN_REGION_PIXELS = 16
 LPIPS_MIN_CROP = 32
 #: Per-frame values of each region: ``{region}_{metric}``.
 REGION_METRICS = ("psnr", "ssim", "lpips")
-
-
-def load_region_map(path: str | Path) -> Tensor:  # -> [H, W] uint8
-    """A region label image (one integer label per pixel)."""
-    labels = np.asarray(iio.imread(path))
-    if labels.ndim == 3:
-        labels = labels[..., 0]
-    return torch.from_numpy(labels.astype(np.uint8))
 
 
 def _check(regions: Tensor, gt: Tensor) -> None:

@@ -18,8 +18,7 @@ from typing import Literal, Type
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
 
-from eavatar.metrics.regions import load_region_map
-
+from eavatar.data.frames import load_region_map
 from eavatar.ns.tools import refuse_unsupported_tool
 from eavatar.ns.viewer import FaceTheHead, front_view
 

@@ -9,10 +9,12 @@ import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch.nn import Parameter
 
 from eavatar.avatar.densify import DensifyConfig, Densifier
 from eavatar.avatar.gaussians import PARAM_NAMES, CanonicalGaussians, load_mesh
+from eavatar.avatar.lid_layer import add_lid_layer, eye_points, surface_normals
 from eavatar.avatar.losses import LossConfig, image_losses, region_weights
 from eavatar.avatar.model import AvatarConfig, HeadAvatar
 from eavatar.data.frames import ground_truth
@@ -70,9 +72,15 @@ class EAvatarModel(Model):
         subject: Subject = self.kwargs["metadata"]["subject"]
         if not self.config.init_mesh and subject.template_mesh is None:
             raise ValueError(f"{subject.root}/transforms.json: template_mesh is required to seed the Gaussians (or set init_mesh)")
-        seed_mesh = self.config.init_mesh or subject.template_mesh  # EAvatar: the Stage I mesh when given
-        canonical = CanonicalGaussians.from_mesh(load_mesh(seed_mesh), self.config.avatar.init)
+        seed_mesh = load_mesh(self.config.init_mesh or subject.template_mesh)  # EAvatar: the Stage I mesh when given
+        init = self.config.avatar.init
+        canonical = CanonicalGaussians.from_mesh(seed_mesh, init)
         self.avatar = HeadAvatar.from_canonical(canonical, subject.d_exp, self.config.avatar)
+        if init.lid_layer:
+            points = canonical.params["means"].detach().double().numpy()
+            normals = surface_normals(seed_mesh, points)
+            added = add_lid_layer(canonical, normals, eye_points(points, normals, subject), init, float(self.avatar.radius))
+            CONSOLE.print(f"lid layer: {added} Gaussians in front of the eyes" if added else f"lid layer: none ({subject.root} has no eyes in its region maps)")
         self.expression_labels = list(subject.expression_labels)
         self.register_buffer("background", torch.tensor(self.config.background, dtype=torch.float32))
         train = subject.split("train")

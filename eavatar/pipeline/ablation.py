@@ -123,7 +123,7 @@ def crop_frames(subject, region: str, count: int = CROP_FRAMES) -> list[int]:
     """Test frames of the most frontal camera that show ``region`` at work: for the mouth the
     largest mouth areas (open mouths), for the eyes the spread of the blink coefficients (open,
     half-closed, closed lids; evenly in time when the expression space has no blink)."""
-    from eavatar.metrics.regions import load_region_map
+    from eavatar.data.frames import load_region_map
 
     test = subject.split("test")
     offsets: dict[int, list[float]] = {}
@@ -152,7 +152,7 @@ def save_crops(avatar_path: Path, data: Path, path: Path) -> Path:
     from eavatar.avatar.drive import render_subject_frame
     from eavatar.data.frames import load_ground_truth, to_uint8
     from eavatar.data.subject import load_subject
-    from eavatar.metrics.regions import load_region_map
+    from eavatar.data.frames import load_region_map
 
     subject = load_subject(data)
     avatar, info = load_avatar(avatar_path, "cpu")

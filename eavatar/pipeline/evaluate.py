@@ -107,9 +107,9 @@ def evaluate_splits(avatar_path: Path, data: Path, splits: list[str] | None, out
 def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: Path, options: EvalOptions, coverage: ExpressionCoverage) -> dict:
     """Averages of one split; writes its per-frame CSVs and sample PNGs under ``out``."""
     from eavatar.avatar.drive import render_subject_frame
-    from eavatar.data.frames import load_ground_truth, read_mask, to_uint8
+    from eavatar.data.frames import load_ground_truth, load_region_map, read_mask, to_uint8
     from eavatar.metrics.image import contour_errors, image_metrics
-    from eavatar.metrics.regions import load_region_map, region_metrics
+    from eavatar.metrics.regions import region_metrics
     from eavatar.metrics.temporal import FlickerMeter
 
     indices = sorted(subject.split(split), key=lambda i: (subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i])))

@@ -38,7 +38,7 @@ def test_a_broken_subject_fails_with_the_file_named(tmp_path):
 
 def test_the_dataset_hands_each_frame_its_region_map(subject_dir):
     """The loss's region weights need the frame's own region map, not another frame's."""
-    from eavatar.metrics.regions import load_region_map
+    from eavatar.data.frames import load_region_map
     from eavatar.ns.datamanager import EAvatarDataset
 
     outputs = EAvatarDataParserConfig(data=subject_dir).setup().get_dataparser_outputs("train")

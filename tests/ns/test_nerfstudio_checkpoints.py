@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 
@@ -42,6 +43,20 @@ def test_eval_setup_loads_the_run_and_renders_as_our_own_renderer(ns_run, loaded
     ours = render_subject_frame(avatar, subject, index, pipeline.model.background.cpu()).rgb
     theirs = pipeline.model.get_outputs_for_camera(cameras[0:1])["rgb"].cpu()
     torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=0)
+
+
+def test_the_run_seeded_a_lid_layer_over_the_eyes(ns_run, loaded):
+    """ns-train seeds the template's points plus one lid Gaussian per eye point (no densification in 12 steps)."""
+    from eavatar.avatar.gaussians import load_mesh, sample_mesh_points
+    from eavatar.avatar.lid_layer import eye_points, surface_normals
+
+    _, pipeline, _, _ = loaded
+    subject = load_subject(ns_run.subject)
+    mesh = load_mesh(subject.template_mesh)
+    points = sample_mesh_points(mesh, 800, seed=0).astype(np.float64)  # TINY_TRAIN_FLAGS: 800 points, seed 0
+    lids = int(eye_points(points, surface_normals(mesh, points), subject).sum())
+    assert lids > 0
+    assert len(pipeline.model.avatar.canonical) == 800 + lids
 
 
 def test_the_viewer_finds_the_front_view_control_in_the_loaded_pipeline(loaded):
