@@ -32,8 +32,8 @@ class GaussianInitConfig:
     """Seed of the surface sampling."""
     lid_layer: bool = True
     """Seed a second, nearly transparent layer of Gaussians in front of the eyes, for the lids
-    (our addition, needs region maps; eavatar.avatar.lid_layer). One seed, the demo's config:
-    eyes 20.67 -> 21.53 dB on test, open eyes 21.7 -> 23.5 (docs/method.md)."""
+    (our addition, needs region maps; eavatar.avatar.lid_layer). Demo config, three seeds,
+    paired: eyes +0.35 +- 0.29 dB on test, open eyes 22.6 -> 23.2 dB (docs/method.md)."""
     lid_offset: float = 0.02
     """How far in front of the eye surface the lid layer sits, in head radii (about 2 mm)."""
     lid_opacity: float = 0.05
