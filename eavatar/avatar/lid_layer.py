@@ -20,8 +20,8 @@ import torch
 import trimesh
 
 from eavatar.avatar.gaussians import CanonicalGaussians, GaussianInitConfig
-from eavatar.data.frames import frame_camera, load_region_map
 from eavatar.data.subject import Subject
+from eavatar.data.frames import frame_camera, load_region_map
 
 #: Every how many training frames a region map is read (the eyes do not need all of them).
 FRAME_STRIDE = 5
