@@ -6,6 +6,7 @@ import numpy as np
 import plyfile
 import pytest
 import torch
+from scipy.spatial import cKDTree
 
 from eavatar.avatar.gaussians import CanonicalGaussians, GaussianInitConfig, load_mesh, sample_mesh_points
 from eavatar.avatar.lid_layer import add_lid_layer, eye_points, surface_normals
@@ -30,7 +31,7 @@ def template_regions(subject, points: np.ndarray) -> np.ndarray:
     """Region label of the template vertex nearest to each point: the 3D truth the 2D maps are tested against."""
     vertex = plyfile.PlyData.read(str(subject.template_mesh))["vertex"].data
     xyz = np.stack([vertex["x"], vertex["y"], vertex["z"]], 1)
-    nearest = np.argmin(((points[:, None] - xyz[None]) ** 2).sum(-1), axis=1)
+    _, nearest = cKDTree(xyz).query(points)
     return np.asarray(vertex["region"])[nearest]
 
 
