@@ -20,8 +20,8 @@ import torch
 import trimesh
 
 from eavatar.avatar.gaussians import CanonicalGaussians, GaussianInitConfig
-from eavatar.data.subject import Subject
 from eavatar.data.frames import frame_camera, load_region_map
+from eavatar.data.subject import Subject
 
 #: Every how many training frames a region map is read (the eyes do not need all of them).
 FRAME_STRIDE = 5
@@ -50,17 +50,10 @@ def eye_points(points: np.ndarray, normals: np.ndarray, subject: Subject, label:
         world = points @ pose[:3, :3].T + pose[:3, 3]
         world_normals = normals @ pose[:3, :3].T
         facing = np.einsum("ij,ij->i", subject.c2w[index][:3, 3] - world, world_normals) > 0
-        cam = frame_camera(subject, int(index))
-        view, K = cam.viewmat.double().numpy(), cam.K.double().numpy()
-        local = world @ view[:3, :3].T + view[:3, 3]  # OpenCV camera axes
-        depth = local[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.floor(K[0, 0] * local[:, 0] / depth + K[0, 2])
-            v = np.floor(K[1, 1] * local[:, 1] / depth + K[1, 2])
-        w, h = cam.width, cam.height
-        seen = facing & (depth > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        u, v, in_view = (t.numpy() for t in frame_camera(subject, int(index)).pixels(torch.from_numpy(world)))
+        seen = facing & in_view
         regions = load_region_map(path).numpy()
-        hits[seen] += regions[v[seen].astype(int), u[seen].astype(int)] == value
+        hits[seen] += regions[v[seen], u[seen]] == value
         views += seen
     return (views >= MIN_VIEWS) & (hits > 0.5 * views)
 

@@ -216,10 +216,7 @@ def visual_hull(subject: Subject, cfg: VisualHullConfig) -> trimesh.Trimesh:
     for cam, i in zip(cameras, frames):
         mask = torch.tensor(iio.imread(subject.mask_paths[i]), dtype=torch.float32)
         mask = (mask[..., 0] if mask.ndim == 3 else mask) / 255.0
-        pc = pts @ cam.viewmat[:3, :3].T + cam.viewmat[:3, 3]
-        uv = pc[:, :2] / pc[:, 2:].clamp_min(1e-6) * torch.stack([cam.K[0, 0], cam.K[1, 1]]) + torch.stack([cam.K[0, 2], cam.K[1, 2]])
-        px, py = uv[:, 0].floor().long(), uv[:, 1].floor().long()
-        seen = (pc[:, 2] > 0) & (px >= 0) & (px < cam.width) & (py >= 0) & (py < cam.height)
+        px, py, seen = cam.pixels(pts)
         value = torch.ones(len(pts))
         value[seen] = mask[py[seen], px[seen]]
         keep &= value >= cfg.mask_threshold

@@ -80,7 +80,7 @@ class EAvatarModel(Model):
             points = canonical.params["means"].detach().double().numpy()
             normals = surface_normals(seed_mesh, points)
             added = add_lid_layer(canonical, normals, eye_points(points, normals, subject), init, float(self.avatar.radius))
-            CONSOLE.print(f"lid layer: {added} Gaussians in front of the eyes" if added else f"lid layer: none ({subject.root} has no eyes in its region maps)")
+            CONSOLE.print(f"lid layer: {added} Gaussians in front of the eyes" if added else f"lid layer: none (no seed lands on the eyes of {subject.root}'s region maps)")
         self.expression_labels = list(subject.expression_labels)
         self.register_buffer("background", torch.tensor(self.config.background, dtype=torch.float32))
         train = subject.split("train")

@@ -150,9 +150,8 @@ def save_crops(avatar_path: Path, data: Path, path: Path) -> Path:
 
     from eavatar.avatar.checkpoint import load_avatar
     from eavatar.avatar.drive import render_subject_frame
-    from eavatar.data.frames import load_ground_truth, to_uint8
+    from eavatar.data.frames import load_ground_truth, load_region_map, to_uint8
     from eavatar.data.subject import load_subject
-    from eavatar.data.frames import load_region_map
 
     subject = load_subject(data)
     avatar, info = load_avatar(avatar_path, "cpu")

@@ -67,3 +67,14 @@ class Camera:
     def camera_center(self) -> Tensor:  # [3] world
         R, t = self.viewmat[:3, :3], self.viewmat[:3, 3]
         return -R.T @ t
+
+    def pixels(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # [N, 3] world -> [N], [N], [N] bool
+        """(column, row) of the pixel each world point projects into, and whether it lands in the
+        image in front of the camera; computed in the points' dtype (float64 where a pixel
+        boundary must not move with rounding)."""
+        view, K = self.viewmat.to(points), self.K.to(points)
+        local = points @ view[:3, :3].T + view[:3, 3]
+        uv = local[:, :2] / local[:, 2:].clamp_min(1e-6) * K.diagonal()[:2] + K[:2, 2]
+        col, row = uv[:, 0].floor().long(), uv[:, 1].floor().long()
+        seen = (local[:, 2] > 0) & (col >= 0) & (col < self.width) & (row >= 0) & (row < self.height)
+        return col, row, seen

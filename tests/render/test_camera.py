@@ -29,3 +29,22 @@ def test_look_at_keeps_numpy_float64():
 
 def test_the_flip_is_its_own_inverse():
     torch.testing.assert_close(OPENGL_TO_OPENCV @ OPENGL_TO_OPENCV, torch.eye(4, dtype=torch.float64))
+
+
+def test_pixels_lands_each_point_in_the_pixel_it_projects_into():
+    eye = torch.tensor([0.0, 0.0, 2.0], dtype=torch.float64)
+    cam = Camera.from_c2w_opengl(look_at_c2w(eye, torch.zeros(3, dtype=torch.float64)), 100.0, 100.0, 32.0, 24.0, 64, 48)
+    points = torch.tensor(
+        [
+            [0.0, 0.0, 0.0],  # on the axis: the principal point (32, 24)
+            [0.01, 0.0, 0.0],  # 0.5 px right of it at depth 2
+            [0.0, 0.05, 0.0],  # world up is image up: 2.5 px above, row 21
+            [0.0, 0.0, 3.0],  # behind the camera
+            [1.0, 0.0, 0.0],  # 50 px right: outside a 64 px wide image
+        ],
+        dtype=torch.float64,
+    )
+    col, row, seen = cam.pixels(points)
+    assert col[:3].tolist() == [32, 32, 32] and row[:3].tolist() == [24, 24, 21]
+    assert seen.tolist() == [True, True, True, False, False]
+    assert cam.pixels(points.float())[0][:3].tolist() == [32, 32, 32]  # the points' dtype, the camera's float32 follows
