@@ -32,6 +32,24 @@ gpu_kernels() {
   .venv/bin/python -m eavatar.render.cuda_build || echo "setup: WARNING: continuing without gsplat's CUDA kernels (training on this GPU uses the slower tensor path)"
 }
 
+# System libraries the wheels link but do not ship, checked on every run (a new machine keeps no
+# .venv stamp's promise): open3d's module needs libusb-1.0 ("ImportError: libusb-1.0.so.0" otherwise,
+# seen on a fresh Debian machine). Installed from Debian's packages where this user can.
+system_libraries() {
+  ldconfig -p 2>/dev/null | grep -q 'libusb-1\.0\.so\.0' && return 0
+  local apt=""
+  if [ "$(id -u)" = 0 ]; then apt="apt-get"; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then apt="sudo apt-get"; fi
+  if [ -n "$apt" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing libusb-1.0 (open3d needs it)"
+    $apt install -y -q libusb-1.0-0 >/dev/null || { $apt update -q >/dev/null && $apt install -y -q libusb-1.0-0 >/dev/null; }
+  fi
+  ldconfig -p 2>/dev/null | grep -q 'libusb-1\.0\.so\.0' || {
+    echo "setup: open3d needs the system library libusb-1.0 (Debian/Ubuntu: apt-get install libusb-1.0-0; Fedora: dnf install libusb1)" >&2
+    exit 1
+  }
+}
+system_libraries
+
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: .venv is up to date"
@@ -50,6 +68,6 @@ fi
 # MediaPipe's person segmenter (selfie_segmentation.tflite, Apache-2.0) ships inside the mediapipe 0.10.21
 # wheel, which cannot be installed here; the file is taken out of it into .venv/share/eavatar (README: "Install").
 .venv/bin/python -m eavatar.data.segmenter --install
-.venv/bin/python -c "import eavatar, nerfstudio, gsplat, torch; print('setup: torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
+.venv/bin/python -c "import eavatar, nerfstudio, gsplat, open3d, torch; print('setup: torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
 echo "$want" > "$stamp"
 gpu_kernels
