@@ -1,10 +1,19 @@
 """Sparse expression control (EAvatar, Sec. "key Gaussians"): control Gaussians move their neighbours.
 
-Per frame, Gaussians whose expression displacement |f_exp_def| exceeds ``tau`` become control
-Gaussians; every other Gaussian within ``radius`` of control Gaussians is additionally moved
-by a normalised Gaussian-kernel blend of their displacements:
+Control Gaussians are those that expressions move by more than ``tau``; every other Gaussian
+within ``radius`` of control Gaussians is additionally moved by a normalised Gaussian-kernel
+blend of their expression motion:
 
     x'_j = x_j + sum_{i in C_j} w_ij dx_i,   w_ij = exp(-|x_j - x_i|^2 / sigma^2) / sum_k exp(-|x_j - x_k|^2 / sigma^2)
+
+Which Gaussians control, and what dx_i is (``select``): the paper takes, per frame, those with
+|f_exp_def(theta)| > tau and propagates that whole displacement ("frame"). The branch also
+learns a displacement that is the same at every code, and a Gaussian that crosses tau between
+two codes drags its neighbours by all of it at once, so the frame-to-frame set makes the
+expression-to-position map jump. The default ("expression") selects once per set of weights
+the Gaussians that some coefficient at full strength moves more than tau away from the
+neutral code, and propagates their motion from neutral, f(theta) - f(0): fixed
+neighbourhoods, no jumps, and nothing added at the neutral code (docs/method.md).
 
 Units: all three lengths are in head radii (the avatar's ``radius`` buffer), so one value
 serves every subject; the paper leaves tau's units unstated (docs/method.md). Distances are
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numba
 import numpy as np
@@ -34,14 +44,21 @@ class SparseControlConfig:
     """Control selection and propagation (all lengths in head radii)."""
 
     enabled: bool = True
-    """Propagate control displacements to neighbours (off: the GHA-like baseline; at the demo's
-    budget neither is ahead beyond the seed spread, docs/ablation.md)."""
+    """Propagate control displacements to neighbours (off: the GHA-like baseline, docs/ablation.md)."""
+    select: Literal["expression", "frame"] = "expression"
+    """expression: control Gaussians are those some coefficient at 1 moves more than tau from the
+    neutral code (one set for all frames), propagating f(theta) - f(0); frame: the paper's
+    per-frame |f_exp_def(theta)| > tau, propagating f(theta) (its set changes with the code and
+    its neighbours jump; docs/method.md)."""
     tau: float = 0.05
-    """Control threshold on |f_exp_def| (paper: 0.3, units unstated)."""
-    radius: float = 0.1
+    """Control threshold in head radii (paper: 0.3, units unstated)."""
+    radius: float = 0.05
     """Neighbourhood r of a control Gaussian (paper: open)."""
-    sigma: float = 0.05
+    sigma: float = 0.025
     """Kernel width sigma of the blend weights (paper: open)."""
+    refresh_every: int = 10
+    """Training (select=expression): steps between recomputations of the control set, which
+    costs one pass of the position trunk per coefficient; also after every densification."""
 
 
 def control_mask(displacement: Tensor, tau: float) -> Tensor:
@@ -129,12 +146,13 @@ def _grown(a, count):  # pragma: no cover - compiled
     return bigger
 
 
-def propagate(points: Tensor, displacement: Tensor, is_control: Tensor, radius: float, sigma: float) -> Tensor:
-    """Displacements [N, 3] after control Gaussians moved their neighbours.
+def propagate(points: Tensor, displacement: Tensor, is_control: Tensor, radius: float, sigma: float, source: Tensor | None = None) -> Tensor:
+    """Displacements [N, 3] after control Gaussians moved their neighbours by a blend of ``source``
+    [N, 3] (what control Gaussians propagate; default ``displacement`` itself).
 
-    Differentiable in ``displacement`` (gradients reach the control Gaussians' MLP outputs
-    through the blend) and in ``points``; control rows and rows reached by no control
-    Gaussian are returned unchanged.
+    Differentiable in ``displacement`` and ``source`` (gradients reach the control Gaussians'
+    MLP outputs through the blend) and in ``points``; control rows and rows reached by no
+    control Gaussian are returned unchanged.
     """
     j, i = neighbour_pairs(points, is_control, radius)
     if len(j) == 0:
@@ -144,7 +162,8 @@ def propagate(points: Tensor, displacement: Tensor, is_control: Tensor, radius: 
     peak = torch.full((n,), -torch.inf, dtype=logits.dtype, device=logits.device).scatter_reduce(0, j, logits.detach(), "amax")
     w = torch.exp(logits - peak.index_select(0, j))
     w = w / torch.zeros(n, dtype=w.dtype, device=w.device).index_add(0, j, w).index_select(0, j)
-    return displacement + torch.zeros_like(displacement).index_add(0, j, w[:, None] * displacement.index_select(0, i))
+    source = displacement if source is None else source
+    return displacement + torch.zeros_like(displacement).index_add(0, j, w[:, None] * source.index_select(0, i))
 
 
 class ControlKernel:
@@ -164,11 +183,12 @@ class ControlKernel:
         weights = np.exp(-((pts[rows] - pts[cols]) ** 2).sum(-1) / sigma**2)
         self.kernel = csr_matrix((weights, (rows, cols)), shape=(len(pts), len(pts)))
 
-    def propagate(self, displacement: Tensor, is_control: Tensor) -> Tensor:
+    def propagate(self, displacement: Tensor, is_control: Tensor, source: Tensor | None = None) -> Tensor:
         """:func:`propagate` (no gradients) of ``displacement`` [N, 3] for this kernel's points."""
         control = is_control.cpu().numpy()
         dx = displacement.detach().cpu().numpy().astype(np.float64)
-        summed = self.kernel @ np.concatenate([dx * control[:, None], control[:, None]], axis=1)  # one pass: [sum w dx, sum w]
+        src = dx if source is None else source.detach().cpu().numpy().astype(np.float64)
+        summed = self.kernel @ np.concatenate([src * control[:, None], control[:, None]], axis=1)  # one pass: [sum w dx, sum w]
         reached = ~control & (summed[:, 3] > 0)
         dx[reached] += summed[reached, :3] / summed[reached, 3:]
         return torch.from_numpy(dx).to(displacement)

@@ -190,6 +190,18 @@ class DynamicGenerator(nn.Module):
         exp_dx, pose_dx, attrs = combine(exp_out, pose_out)
         return exp_dx.float(), pose_dx.float(), {k: v.float() for k, v in attrs.items()}
 
+    def expression_deform(self, normalized_means: Tensor, codes: Tensor, bf16: bool = False) -> Tensor:
+        """f_exp_def alone at each code of ``codes`` [K, d_exp]: [K, N, 3] (head radii). What
+        sparse control's selection probes; the position encoding and the first layer's
+        per-Gaussian product are computed once for all K."""
+        self.check_expression(codes)
+        branch = self.expression
+        pos_enc = positional_encoding(normalized_means, self.cfg.pos_frequencies)
+        with bfloat16_autocast(normalized_means.device) if bf16 else contextlib.nullcontext():
+            rows = F.linear(pos_enc, branch.deform[0].weight[:, : branch.row_dims[0]])
+            out = torch.stack([_finish(branch.deform, branch.deform_scales, rows, code) for code in codes])
+        return out.float()
+
     def check_expression(self, expression: Tensor) -> None:
         if expression.shape[-1] != self.d_exp:
             raise ValueError(f"expression has {expression.shape[-1]} values, the avatar was trained with d_exp={self.d_exp}")

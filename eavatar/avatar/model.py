@@ -63,6 +63,7 @@ class HeadAvatar(nn.Module):
         self.generator = DynamicGenerator(d_exp, cfg.init.feature_dim, cfg.generator)
         self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32).reshape(3))  # [3]
         self.register_buffer("radius", torch.tensor(float(radius)))  # head radius, the unit of displacements
+        self._reach: tuple | None = None  # (key, [N]), see expression_reach
 
     @classmethod
     def from_canonical(cls, canonical: CanonicalGaussians, d_exp: int, cfg: AvatarConfig) -> "HeadAvatar":
@@ -78,24 +79,56 @@ class HeadAvatar(nn.Module):
         """[N, 3] canonical centres in head radii about the centre: what the generator and control read."""
         return (self.canonical.params["means"] - self.center) / self.radius
 
-    def frame(self, expression: Tensor, head_pose: Tensor, bf16: bool = False) -> FrameGaussians:
+    def frame(self, expression: Tensor, head_pose: Tensor, bf16: bool = False, control_set: Tensor | None = None) -> FrameGaussians:
         """Gaussians at expression theta [d_exp] and world-from-head pose [4, 4] (``bf16``: the
-        generator's MLPs in bfloat16 where native, :class:`DynamicGenerator`; training uses it)."""
+        generator's MLPs in bfloat16 where native, :class:`DynamicGenerator`; training uses it;
+        ``control_set``: sparse control's set, when the caller keeps one, :meth:`control_set`)."""
         normalized = self.normalized_means()
         exp_dx, pose_dx, attrs = self.generator(normalized, self.canonical.params["features"], expression, pose_code(head_pose), bf16)
-        return self.compose(self.control(normalized, exp_dx), pose_dx, attrs, head_pose)
+        return self.compose(self.control(normalized, exp_dx, control_set=control_set, bf16=bf16), pose_dx, attrs, head_pose)
 
-    def control(self, normalized: Tensor, exp_dx: Tensor, kernel: ControlKernel | None = None) -> Controlled:
+    @torch.no_grad()
+    def expression_reach(self, normalized: Tensor | None = None, bf16: bool = False) -> Tensor:
+        """[N] head radii: how far the farthest single coefficient at 1 (the others at 0) moves
+        each Gaussian from where the neutral code puts it; what tau compares under
+        ``select="expression"``. One pass of the position trunk per coefficient; kept until a
+        parameter changes."""
+        normalized = self.normalized_means() if normalized is None else normalized
+        key = (bf16, *((id(t), t._version, tuple(t.shape)) for t in (self.canonical.params["means"], *self.generator.expression.parameters())))
+        if self._reach is None or self._reach[0] != key:
+            codes = torch.cat([torch.zeros(1, self.d_exp), torch.eye(self.d_exp)]).to(normalized)
+            probe = self.generator.expression_deform(normalized.detach(), codes, bf16)  # [1 + d_exp, N, 3]
+            self._reach = (key, (probe[1:] - probe[0]).norm(dim=-1).amax(0))
+        return self._reach[1]
+
+    def control_set(self, normalized: Tensor | None = None, bf16: bool = False) -> Tensor:
+        """[N] bool: sparse control's Gaussians under ``select="expression"``: reach > tau."""
+        return self.expression_reach(normalized, bf16) > self.cfg.control.tau
+
+    def control(self, normalized: Tensor, exp_dx: Tensor, kernel: ControlKernel | None = None, control_set: Tensor | None = None, bf16: bool = False) -> Controlled:
         """Sparse expression control on the expression displacements [N, 3] (``kernel``: the
-        precomputed neighbourhoods of ``normalized`` when it does not change, no gradients)."""
+        precomputed neighbourhoods of ``normalized`` when it does not change, no gradients;
+        ``control_set``: a set from :meth:`control_set` to use instead of computing it)."""
         cfg = self.cfg.control
-        is_control = control_mask(exp_dx, cfg.tau)
         magnitude = exp_dx.detach().norm(dim=-1)
         if not cfg.enabled:
-            return Controlled(exp_dx, magnitude, torch.zeros_like(is_control))
+            return Controlled(exp_dx, magnitude, torch.zeros_like(magnitude, dtype=torch.bool))
+        if cfg.select == "frame":
+            is_control, source = control_mask(exp_dx, cfg.tau), exp_dx
+        else:
+            is_control = self.control_set(normalized, bf16) if control_set is None else control_set
+            if len(is_control) != len(exp_dx):
+                raise ValueError(f"control set of {len(is_control)} Gaussians for an avatar of {len(exp_dx)}")
+            source = self._motion_from_neutral(normalized, exp_dx, is_control, bf16)
         if kernel is not None:
-            return Controlled(kernel.propagate(exp_dx, is_control), magnitude, is_control)
-        return Controlled(propagate(normalized.detach(), exp_dx, is_control, cfg.radius, cfg.sigma), magnitude, is_control)
+            return Controlled(kernel.propagate(exp_dx, is_control, source), magnitude, is_control)
+        return Controlled(propagate(normalized.detach(), exp_dx, is_control, cfg.radius, cfg.sigma, source), magnitude, is_control)
+
+    def _motion_from_neutral(self, normalized: Tensor, exp_dx: Tensor, is_control: Tensor, bf16: bool) -> Tensor:
+        """[N, 3]: f(theta) - f(0) on control Gaussians (differentiable), 0 elsewhere."""
+        idx = torch.nonzero(is_control).squeeze(1)
+        neutral = self.generator.expression_deform(normalized.index_select(0, idx), torch.zeros(1, self.d_exp, device=exp_dx.device), bf16)[0]
+        return torch.zeros_like(exp_dx).index_copy(0, idx, exp_dx.index_select(0, idx) - neutral)
 
     def compose(self, controlled: Controlled, pose_dx: Tensor, attrs: dict[str, Tensor], head_pose: Tensor) -> FrameGaussians:
         """The frame's Gaussians: G0 plus the generator's residuals, then the rigid head pose."""

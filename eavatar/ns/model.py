@@ -98,6 +98,7 @@ class EAvatarModel(Model):
         self.last_render: Optional[RenderOutput] = None
         self.last_exp_magnitude: Optional[torch.Tensor] = None
         self.last_num_control = 0
+        self.train_control_set: Optional[Tuple[int, torch.Tensor]] = None  # (step computed, [N] bool), see training_control_set
 
     def set_viewer_coefficient(self, k: int, value: float) -> None:
         """What an expression slider does: the viewer renders with ``viewer_expression``."""
@@ -119,6 +120,8 @@ class EAvatarModel(Model):
                 params = self.avatar.canonical.params
                 self.densifier.step(params, {k: self.optimizers[k] for k in PARAM_NAMES}, step, self.last_render, self.last_exp_magnitude)
                 self.last_render = None
+                if step % self.config.densify.refine_every == 0:  # Gaussians may have been added, removed or reordered
+                    self.train_control_set = None
 
         return [
             TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], before),
@@ -163,12 +166,25 @@ class EAvatarModel(Model):
         if not isinstance(camera, Cameras) or camera.shape[0] != 1:
             raise ValueError("EAvatarModel renders one nerfstudio Cameras at a time")
         expression, head_pose = self.frame_controls(camera)
-        frame = self.avatar.frame(expression, head_pose, bf16=self.training and self.config.bf16_mlps)
+        bf16 = self.training and self.config.bf16_mlps
+        frame = self.avatar.frame(expression, head_pose, bf16=bf16, control_set=self.training_control_set(bf16) if self.training else None)
         out = self.avatar.rasterize(frame, ns_camera_to_camera(camera), self.background)
         if self.training:
             self.last_render, self.last_exp_magnitude = out, frame.exp_magnitude
             self.last_num_control = int(frame.is_control.sum())
         return {"rgb": out.rgb, "accumulation": out.alpha, "depth": out.depth}
+
+    def training_control_set(self, bf16: bool) -> Optional[torch.Tensor]:
+        """Sparse control's set during training (``select="expression"``): recomputed every
+        ``control.refresh_every`` steps and after each densification, not at every step (it
+        costs a pass of the position trunk per coefficient; evaluation always computes it)."""
+        control = self.avatar.cfg.control
+        if not (control.enabled and control.select == "expression"):
+            return None
+        held = self.train_control_set
+        if held is None or len(held[1]) != len(self.avatar.canonical) or self.step - held[0] >= control.refresh_every or self.step < held[0]:
+            self.train_control_set = held = (self.step, self.avatar.control_set(bf16=bf16).clone())
+        return held[1]
 
     def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, torch.Tensor]:
         with torch.no_grad():

@@ -1,9 +1,11 @@
 """Sparse expression control made visible (notebook 03): what moves, which Gaussians control, whom they move.
 
-The numbers come from the functions training uses (HeadAvatar.frame, control_mask,
+The numbers come from the functions training uses (HeadAvatar.frame, expression_reach,
 neighbour_pairs, propagate), so the picture is the model's. The control set is computed
-here from ``exp_magnitude`` and tau even when control is off in the avatar's config (then
-``FrameGaussians.is_control`` is all False): it shows what control *would* select.
+here from what tau compares (``select="expression"``: each Gaussian's reach, the farthest one
+coefficient moves it; ``"frame"``: |f_exp_def| at this expression) even when control is off in
+the avatar's config (then ``FrameGaussians.is_control`` is all False): it shows what control
+*would* select.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class ControlSnapshot:
 
     points: Tensor  # [N, 3] world positions at this expression and pose
     displacement: Tensor  # [N] |expression displacement| in head radii (after control when it is on)
-    magnitude: Tensor  # [N] |f_exp_def| in head radii, before control (what tau compares)
+    magnitude: Tensor  # [N] head radii, what tau compares (reach or |f_exp_def|, by the avatar's select)
     is_control: Tensor  # [N] bool, magnitude > tau
     canonical: Tensor  # [N, 3] canonical centres in head radii (where neighbourhoods are measured)
     tau: float
@@ -40,11 +42,12 @@ def snapshot(avatar: HeadAvatar, expression: Tensor, head_pose: Tensor, tau: flo
     tau = avatar.cfg.control.tau if tau is None else float(tau)
     g = avatar.frame(expression, head_pose)
     canonical = (avatar.canonical.params["means"] - avatar.center) / avatar.radius
+    magnitude = avatar.expression_reach() if avatar.cfg.control.select == "expression" else g.exp_magnitude
     return ControlSnapshot(
         points=g.means.clone(),
         displacement=(g.exp_displacement / avatar.radius).norm(dim=-1),
-        magnitude=g.exp_magnitude.clone(),
-        is_control=control_mask(g.exp_magnitude[:, None], tau),  # |scalar| > tau
+        magnitude=magnitude.clone(),
+        is_control=control_mask(magnitude[:, None], tau),  # |scalar| > tau
         canonical=canonical.clone(),
         tau=tau,
         head_rotation=head_pose[:3, :3].detach().cpu().clone(),
@@ -59,7 +62,7 @@ def influence(snap: ControlSnapshot, control: int, radius: float, sigma: float) 
     near each neighbour, not only this one).
     """
     if not bool(snap.is_control[control]):
-        raise ValueError(f"Gaussian {control} is not a control Gaussian at this expression (|f_exp_def| = {float(snap.magnitude[control]):.4f} <= tau = {snap.tau})")
+        raise ValueError(f"Gaussian {control} is not a control Gaussian at this expression (compared value {float(snap.magnitude[control]):.4f} <= tau = {snap.tau})")
     j, i = neighbour_pairs(snap.canonical, snap.is_control, radius)
     neighbours = torch.unique(j[i == control])
     unit = torch.zeros_like(snap.canonical)
@@ -77,7 +80,7 @@ def figure(snap: ControlSnapshot, control: int | None = None, neighbours: Tensor
     marker = dict(size=2, color=snap.displacement.numpy(), colorscale="Viridis", colorbar=dict(title=dict(text="|dx| (head radii)", side="right"), x=1.0))
     fig.add_scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", marker=marker, name="Gaussians", hoverinfo="skip")
     c = snap.control_by_strength().numpy()
-    fig.add_scatter3d(x=p[c, 0], y=p[c, 1], z=p[c, 2], mode="markers", marker=dict(size=4, color="red", symbol="diamond"), name=f"control (|f_exp_def| > {snap.tau:g}): {len(c)}", text=[f"#{k}" for k in c])
+    fig.add_scatter3d(x=p[c, 0], y=p[c, 1], z=p[c, 2], mode="markers", marker=dict(size=4, color="red", symbol="diamond"), name=f"control (> tau = {snap.tau:g}): {len(c)}", text=[f"#{k}" for k in c])
     if control is not None and neighbours is not None and weights is not None:
         n = neighbours.numpy()
         weight_scale = [[0.0, "#ffc04d"], [1.0, "#7f0000"]]  # orange to dark red: even small weights stay visible
@@ -94,7 +97,7 @@ def figure(snap: ControlSnapshot, control: int | None = None, neighbours: Tensor
 def summary(snap: ControlSnapshot) -> dict[str, float]:
     """Counts and magnitudes for a one-line caption."""
     m = snap.magnitude
-    return {"gaussians": len(m), "control": int(snap.is_control.sum()), "max |f_exp_def|": float(m.max()), "median |f_exp_def|": float(m.median())}
+    return {"gaussians": len(m), "control": int(snap.is_control.sum()), "max vs tau": float(m.max()), "median vs tau": float(m.median())}
 
 
 def build_widget(avatar: HeadAvatar, labels: list[str], head_pose: Tensor, shown: list[str] | None = None, radius: float | None = None, sigma: float | None = None):
@@ -136,7 +139,7 @@ def build_widget(avatar: HeadAvatar, labels: list[str], head_pose: Tensor, shown
         nb, w = influence(snap, chosen, radius, sigma) if chosen is not None else (None, None)
         view.update(snapshot=snap, control=chosen, neighbours=nb, weights=w, figure=figure(snap, chosen, nb, w))
         s = summary(snap)
-        caption.value = f"{s['gaussians']:,} Gaussians, <b>{s['control']:,} control</b> (tau = {snap.tau:g} head radii); max |f_exp_def| = {s['max |f_exp_def|']:.3f}" + (
+        caption.value = f"{s['gaussians']:,} Gaussians, <b>{s['control']:,} control</b> (tau = {snap.tau:g} head radii); largest value tau compares {s['max vs tau']:.3f}" + (
             f"; control #{chosen} moves {len(nb)} neighbours within r = {radius:g}" if chosen is not None else "; no control Gaussian at this expression and tau"
         )
         with out:

@@ -87,3 +87,14 @@ def test_control_kernel_equals_propagate_for_fixed_points(cloud):
         torch.testing.assert_close(kernel.propagate(disp * tau / 0.15, is_control), expected, rtol=1e-5, atol=1e-6)
     none = torch.zeros(len(points), dtype=torch.bool)
     torch.testing.assert_close(kernel.propagate(disp, none), disp)
+
+
+def test_a_separate_source_is_what_neighbours_receive(cloud):
+    """propagate(..., source=s): every row keeps its own displacement; neighbours add the blend of
+    the control Gaussians' ``s`` (their motion from neutral), in the kernel as in the tensor path."""
+    points, disp = cloud
+    is_control = control_mask(disp, 0.15)
+    source = torch.randn_like(disp) * 0.05
+    expected = disp + direct(points, source * is_control[:, None], is_control, 0.25, 0.1) - source * is_control[:, None]
+    torch.testing.assert_close(propagate(points, disp, is_control, 0.25, 0.1, source=source), expected)
+    torch.testing.assert_close(ControlKernel(points, 0.25, 0.1).propagate(disp, is_control, source), expected, rtol=1e-5, atol=1e-6)

@@ -11,10 +11,12 @@ from .test_model import front_camera
 FIELDS = ("means", "quats", "scales", "opacities", "colors", "exp_displacement", "exp_magnitude", "is_control")
 
 
-def with_control_set(avatar):
-    """tau at the median displacement, so half the Gaussians are control Gaussians at a random code."""
+def with_control_set(avatar, select: str = "expression"):
+    """tau at the median of what it compares, so half the Gaussians are control Gaussians."""
+    avatar.cfg.control.select = select
     with torch.no_grad():
-        avatar.cfg.control.tau = float(avatar.frame(torch.rand(avatar.d_exp), torch.eye(4)).exp_magnitude.median())
+        compared = avatar.expression_reach() if select == "expression" else avatar.frame(torch.rand(avatar.d_exp), torch.eye(4)).exp_magnitude
+        avatar.cfg.control.tau = float(compared.median())
         avatar.cfg.control.radius = 0.1
     return avatar
 
@@ -32,8 +34,9 @@ def assert_same_frame(a, b):
         torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_frozen_frames_equal_the_avatar_over_a_slider_session():
-    avatar = with_control_set(make_avatar(seed=1))
+@pytest.mark.parametrize("select", ["expression", "frame"])
+def test_frozen_frames_equal_the_avatar_over_a_slider_session(select):
+    avatar = with_control_set(make_avatar(seed=1), select)
     frozen = FrozenAvatar(avatar)
     g = torch.Generator().manual_seed(0)
     code, pose = torch.rand(avatar.d_exp, generator=g), torch.eye(4)

@@ -101,21 +101,87 @@ def test_checkpoint_errors_name_the_file(tmp_path):
         load_avatar(tmp_path / "bad.pt")
 
 
-def test_sparse_control_moves_neighbours_of_control_gaussians_only_when_enabled():
+@pytest.mark.parametrize("select", ["expression", "frame"])
+def test_sparse_control_moves_neighbours_of_control_gaussians_only_when_enabled(select):
     from eavatar.avatar.control import SparseControlConfig
 
     avatar = make_avatar(n=400)
-    avatar.cfg.control = SparseControlConfig(enabled=False)
+    avatar.cfg.control = SparseControlConfig(enabled=False, select=select)
     code = torch.ones(5)
     off = avatar.frame(code, torch.eye(4))
     assert not off.is_control.any()
-    tau = float(off.exp_magnitude.quantile(0.9))
-    avatar.cfg.control = SparseControlConfig(enabled=True, tau=tau, radius=0.5, sigma=0.3)
+    compared = avatar.expression_reach() if select == "expression" else off.exp_magnitude
+    avatar.cfg.control = SparseControlConfig(enabled=True, select=select, tau=float(compared.quantile(0.9)), radius=0.5, sigma=0.3)
     on = avatar.frame(code, torch.eye(4))
     assert 0 < int(on.is_control.sum()) < 400
     torch.testing.assert_close(on.exp_displacement[on.is_control], off.exp_displacement[on.is_control])
     moved = (on.exp_displacement - off.exp_displacement).norm(dim=-1) > 0
     assert moved.any() and not (moved & on.is_control).any()
+
+
+def test_expression_control_propagates_motion_from_neutral_through_a_fixed_set():
+    """select=expression: x_j = f_j(theta) + sum_i w_ij (f_i(theta) - f_i(0)) over the Gaussians some
+    coefficient moves more than tau; the set is the same at every code; nothing moves at neutral."""
+    from eavatar.avatar.control import SparseControlConfig
+    from tests.avatar.test_control import direct
+
+    avatar = make_avatar(n=300, seed=3)
+    reach = avatar.expression_reach()
+    cfg = SparseControlConfig(enabled=True, select="expression", tau=float(reach.median()), radius=0.4, sigma=0.2)
+    avatar.cfg.control = cfg
+    with torch.no_grad():
+        points = avatar.normalized_means()
+        codes = torch.cat([torch.zeros(1, 5), torch.eye(5)])
+        probe = avatar.generator.expression_deform(points, codes)
+        torch.testing.assert_close(reach, (probe[1:] - probe[0]).norm(dim=-1).amax(0))
+        sets = []
+        for code in (torch.rand(5), torch.zeros(5), torch.ones(5)):
+            g = avatar.frame(code, torch.eye(4))
+            own = avatar.generator.expression_deform(points, code[None])[0]
+            source = torch.where(g.is_control[:, None], own - probe[0], 0.0)
+            expected = own + direct(points, source, g.is_control, cfg.radius, cfg.sigma) - source  # controls: own; neighbours: own + blend
+            torch.testing.assert_close(g.exp_displacement / avatar.radius, expected, atol=1e-5, rtol=1e-4)
+            sets.append(g.is_control)
+    assert torch.equal(sets[0], sets[1]) and torch.equal(sets[0], sets[2]) and 0 < int(sets[0].sum()) < 300
+    avatar.cfg.control = SparseControlConfig(enabled=False)
+    neutral_off = avatar.frame(torch.zeros(5), torch.eye(4))
+    avatar.cfg.control = cfg
+    torch.testing.assert_close(avatar.frame(torch.zeros(5), torch.eye(4)).means, neutral_off.means, atol=1e-6, rtol=0)
+
+
+def test_expression_control_is_continuous_in_the_code_where_per_frame_selection_jumps():
+    """Along a fine path of codes the paper's per-frame set changes, and a Gaussian that crosses tau
+    drags its neighbours by its whole displacement at once; the fixed set moves them smoothly."""
+    from eavatar.avatar.control import SparseControlConfig
+
+    avatar = make_avatar(n=400)
+    path = [torch.full((5,), float(t)) for t in torch.linspace(0, 1, 101)]
+
+    def largest_step(cfg: SparseControlConfig) -> float:
+        avatar.cfg.control = cfg
+        with torch.no_grad():
+            means = torch.stack([avatar.frame(code, torch.eye(4)).means for code in path])
+        return float((means[1:] - means[:-1]).norm(dim=-1).amax() / avatar.radius)
+
+    avatar.cfg.control = SparseControlConfig(enabled=False)
+    with torch.no_grad():
+        magnitude = torch.stack([avatar.frame(code, torch.eye(4)).exp_magnitude for code in path])
+    off = largest_step(SparseControlConfig(enabled=False))
+    frame = largest_step(SparseControlConfig(enabled=True, select="frame", tau=float(magnitude.median()), radius=0.5, sigma=0.3))
+    expression = largest_step(SparseControlConfig(enabled=True, select="expression", tau=float(avatar.expression_reach().median()), radius=0.5, sigma=0.3))
+    assert frame > 20 * off and expression < 3 * off
+
+
+def test_expression_reach_is_recomputed_when_a_parameter_changes():
+    avatar = make_avatar(n=100)
+    first = avatar.expression_reach()
+    assert avatar.expression_reach() is first  # kept while nothing changes
+    with torch.no_grad():
+        avatar.generator.expression.deform[-1].weight.mul_(2.0)  # the position head, in place (as Adam does)
+    second = avatar.expression_reach()
+    assert second is not first and not torch.allclose(second, first)
+    with pytest.raises(ValueError, match="control set of 99 Gaussians for an avatar of 100"):
+        avatar.frame(torch.ones(5), torch.eye(4), control_set=torch.ones(99, dtype=torch.bool))
 
 
 def _randomise_heads(avatar) -> None:

@@ -17,17 +17,32 @@ def avatar():
     return avatar
 
 
+TAU_QUANTILE = 0.8  # of what tau compares: a fifth of the Gaussians control
+
+
 @pytest.fixture(scope="module")
 def snap(avatar):
-    return snapshot(avatar, torch.tensor([1.0, 0.5, 0.0, 0.0]), torch.eye(4), tau=0.08)
+    return snapshot(avatar, torch.tensor([1.0, 0.5, 0.0, 0.0]), torch.eye(4), tau=float(avatar.expression_reach().quantile(TAU_QUANTILE)))
 
 
 def test_control_set_is_magnitude_over_tau_even_when_control_is_off(avatar, snap):
-    assert not avatar.cfg.control.enabled
-    assert torch.equal(snap.is_control, snap.magnitude > 0.08)
+    assert not avatar.cfg.control.enabled and avatar.cfg.control.select == "expression"
+    torch.testing.assert_close(snap.magnitude, avatar.expression_reach())  # the same at every code
+    assert torch.equal(snap.is_control, snap.magnitude > snap.tau)
     assert 0 < int(snap.is_control.sum()) < len(snap.magnitude)
     order = snap.control_by_strength()
     assert snap.magnitude[order].diff().le(0).all() and snap.is_control[order].all()
+
+
+def test_with_the_papers_per_frame_selection_the_view_compares_this_frames_displacement(avatar):
+    avatar.cfg.control = SparseControlConfig(enabled=False, select="frame")
+    try:
+        code = torch.tensor([1.0, 0.5, 0.0, 0.0])
+        snap = snapshot(avatar, code, torch.eye(4), tau=0.08)
+        torch.testing.assert_close(snap.magnitude, avatar.frame(code, torch.eye(4)).exp_magnitude)
+        assert torch.equal(snap.is_control, snap.magnitude > 0.08) and 0 < int(snap.is_control.sum()) < len(snap.magnitude)
+    finally:
+        avatar.cfg.control = SparseControlConfig(enabled=False)
 
 
 def test_influence_is_the_neighbourhood_and_the_normalised_kernel(snap):
@@ -63,7 +78,8 @@ def test_figure_shows_gaussians_controls_and_one_influence_region(snap):
 
 
 def test_widget_redraws_on_sliders_and_tau(avatar):
-    avatar.cfg.control = SparseControlConfig(tau=0.06, radius=0.3, sigma=0.15)
+    tau = round(float(avatar.expression_reach().quantile(TAU_QUANTILE)) / 0.005) * 0.005  # on the slider's steps
+    avatar.cfg.control = SparseControlConfig(tau=tau, radius=0.3, sigma=0.15)
     panel, controls, view = build_widget(avatar, LABELS, torch.eye(4), shown=LABELS[:2])
     neutral = view["snapshot"].displacement.clone()
     controls["jaw_open"].value = 1.0
