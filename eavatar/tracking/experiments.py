@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +39,23 @@ class ExperimentError(EAvatarError):
 
 
 def run_dvc(root: Path, args: list[str], env: dict[str, str] | None = None, timeout: float | None = None) -> str:
-    """``dvc <args>`` in ``root``; its stdout, or :class:`ExperimentError` with dvc's last line."""
-    proc = subprocess.run([dvc_executable(), *args], cwd=root, capture_output=True, text=True, env=env, timeout=timeout)
+    """``dvc <args>`` in ``root``; its stdout, or :class:`ExperimentError` with dvc's last line.
+
+    Output goes through temporary files, not pipes: ``dvc queue start`` leaves a worker manager
+    running in the background that inherits the command's stdout and stderr, and reading pipes
+    to their end would wait for that worker to finish the whole queue (or for any other daemon
+    holding them), with nothing printed meanwhile. DVC's usage analytics are off in these
+    subprocesses (no network is expected here)."""
+    env = dict(os.environ if env is None else env)
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.run([dvc_executable(), *args], cwd=root, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True, env=env, timeout=timeout)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()
+        last = (stderr or stdout).strip().splitlines()
         raise ExperimentError(f"{root}: `dvc {' '.join(args[:3])} ...` failed: {last[-1] if last else f'exit status {proc.returncode}'}")
-    return proc.stdout
+    return stdout
 
 
 def untracked(root: Path, paths: Iterable[str]) -> list[str]:

@@ -1,10 +1,15 @@
 """DVC experiments read back through git, and whether a finished one still stands for the workspace."""
 
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
+import pytest
 import yaml
 
+import eavatar.tracking.experiments as exps
 from eavatar.tracking.experiments import _lookup, experiment_commits, read_files, stage_lock, stale_reasons, untracked, worker_env
 
 LOCK = {
@@ -113,3 +118,29 @@ def test_a_stalled_queue_without_restart_is_an_error_not_a_hang(monkeypatch, tmp
     _queue_replay(monkeypatch, [{"a": "Queued"}])
     with pytest.raises(ExperimentError, match="no queue worker runs them"):
         wait(tmp_path, ["a"], echo=lambda line: None, stall_polls=3)
+
+
+def _fake_dvc(tmp_path, body: str) -> str:
+    script = tmp_path / "dvc"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_dvc_command_that_leaves_a_daemon_behind_returns_when_it_exits(monkeypatch, tmp_path):
+    """`dvc queue start` exits at once and leaves its worker running with the command's stdout and
+    stderr: reading them as pipes would block until the worker finished the whole queue."""
+    daemon = "sleep 30 &\necho $! > daemon.pid\n"  # a background child that keeps stdout and stderr open
+    monkeypatch.setattr(exps, "dvc_executable", lambda: _fake_dvc(tmp_path, daemon + 'echo "started $DVC_NO_ANALYTICS"\n'))
+    start = time.monotonic()
+    try:
+        assert exps.run_dvc(tmp_path, ["queue", "start"]).strip() == "started 1"  # and analytics off
+        assert time.monotonic() - start < 10
+    finally:
+        os.kill(int((tmp_path / "daemon.pid").read_text()), signal.SIGTERM)
+
+
+def test_a_failing_dvc_command_names_its_last_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(exps, "dvc_executable", lambda: _fake_dvc(tmp_path, 'echo "ERROR: no such stage: nope" >&2\nexit 255\n'))
+    with pytest.raises(exps.ExperimentError, match="`dvc repro nope ...` failed: ERROR: no such stage: nope"):
+        exps.run_dvc(tmp_path, ["repro", "nope"])
