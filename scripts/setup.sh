@@ -32,23 +32,28 @@ gpu_kernels() {
   .venv/bin/python -m eavatar.render.cuda_build || echo "setup: WARNING: continuing without gsplat's CUDA kernels (training on this GPU uses the slower tensor path)"
 }
 
-# System libraries the wheels link but do not ship, checked on every run (a new machine keeps no
-# .venv stamp's promise): open3d's module needs libusb-1.0 ("ImportError: libusb-1.0.so.0" otherwise,
-# seen on a fresh Debian machine). Installed from Debian's packages where this user can.
+# System libraries the wheels link but do not ship: open3d's module needs libusb-1.0
+# ("ImportError: libusb-1.0.so.0" at import, seen on a fresh Debian machine). Checked when
+# installing; installed from Debian's packages where this user can, else setup stops saying how.
+has_libusb() {
+  local ldconfig
+  ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
+  [ -x "$ldconfig" ] || return 0  # cannot tell here: the import check at the end will
+  "$ldconfig" -p 2>/dev/null | grep -q 'libusb-1\.0\.so\.0'
+}
 system_libraries() {
-  ldconfig -p 2>/dev/null | grep -q 'libusb-1\.0\.so\.0' && return 0
+  has_libusb && return 0
   local apt=""
   if [ "$(id -u)" = 0 ]; then apt="apt-get"; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then apt="sudo apt-get"; fi
   if [ -n "$apt" ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing libusb-1.0 (open3d needs it)"
     $apt install -y -q libusb-1.0-0 >/dev/null || { $apt update -q >/dev/null && $apt install -y -q libusb-1.0-0 >/dev/null; }
   fi
-  ldconfig -p 2>/dev/null | grep -q 'libusb-1\.0\.so\.0' || {
+  has_libusb || {
     echo "setup: open3d needs the system library libusb-1.0 (Debian/Ubuntu: apt-get install libusb-1.0-0; Fedora: dnf install libusb1)" >&2
     exit 1
   }
 }
-system_libraries
 
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -56,6 +61,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   gpu_kernels
   exit 0
 fi
+system_libraries
 .venv/bin/python -m pip install -q --upgrade pip wheel "setuptools>=68"
 .venv/bin/python -m pip install -e ".[dev]"
 # LPIPS weights (AlexNet, VGG16) ship inside this sdist; --no-deps because its jax/flax

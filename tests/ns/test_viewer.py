@@ -83,7 +83,7 @@ def test_training_renders_with_bf16_mlps_and_evaluation_with_float32(model, monk
     """bf16_mlps is a training-speed switch: every render outside training is float32."""
     seen = []
     frame = model.avatar.frame
-    monkeypatch.setattr(model.avatar, "frame", lambda expression, head_pose, bf16=False: seen.append(bf16) or frame(expression, head_pose, bf16))
+    monkeypatch.setattr(model.avatar, "frame", lambda expression, head_pose, bf16=False, **kw: seen.append(bf16) or frame(expression, head_pose, bf16, **kw))
     camera = viewer_camera(model)
     try:
         model.train()
