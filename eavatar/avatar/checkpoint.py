@@ -74,7 +74,8 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[H
         cfg = AvatarConfig(
             init=GaussianInitConfig(**cfg_dict["init"]),
             generator=GeneratorConfig(**cfg_dict["generator"]),
-            control=SparseControlConfig(**cfg_dict.get("control", {})),
+            # avatars saved before a field trained as the code did then: the per-frame set, the normalised blend
+            control=SparseControlConfig(**{"select": "frame", "blend": "normalised", **cfg_dict.get("control", {})}),
             pixel_filter=cfg_dict.get("pixel_filter", 0.3),  # avatars saved before the field trained with gsplat's 0.3
         )
         state = payload["state_dict"]

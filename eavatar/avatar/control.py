@@ -1,10 +1,16 @@
 """Sparse expression control (EAvatar, Sec. "key Gaussians"): control Gaussians move their neighbours.
 
 Control Gaussians are those that expressions move by more than ``tau``; every other Gaussian
-within ``radius`` of control Gaussians is additionally moved by a normalised Gaussian-kernel
-blend of their expression motion:
+within ``radius`` of control Gaussians is additionally moved by a Gaussian-kernel blend of
+their expression motion. The paper normalises the weights ("normalised"):
 
-    x'_j = x_j + sum_{i in C_j} w_ij dx_i,   w_ij = exp(-|x_j - x_i|^2 / sigma^2) / sum_k exp(-|x_j - x_k|^2 / sigma^2)
+    x'_j = x_j + sum_{i in C_j} w_ij dx_i,   w_ij = k_ij / sum_k k_kj,   k_ij = exp(-|x_j - x_i|^2 / sigma^2)
+
+so a Gaussian just inside the radius of one control Gaussian moves with it in full and one
+just outside not at all, and skin beside a moving lip or brow is dragged along entirely. The
+default ("falloff") divides by max(1, sum_k k_kj) instead: the same blend where control
+Gaussians crowd (their weights sum past one), and where they do not, a motion that fades with
+distance, to exp(-(r / sigma)^2) at the radius (docs/method.md).
 
 Which Gaussians control, and what dx_i is (``select``): the paper takes, per frame, those with
 |f_exp_def(theta)| > tau and propagates that whole displacement ("frame"). The branch also
@@ -56,6 +62,10 @@ class SparseControlConfig:
     """Neighbourhood r of a control Gaussian (paper: open)."""
     sigma: float = 0.025
     """Kernel width sigma of the blend weights (paper: open)."""
+    blend: Literal["falloff", "normalised"] = "falloff"
+    """falloff: weights k_ij / max(1, sum of k over the controls near j), a motion that fades with
+    the distance where few control Gaussians are near; normalised: the paper's k_ij / sum k,
+    full motion anywhere within the radius (docs/method.md)."""
     refresh_every: int = 10
     """Training (select=expression): steps between recomputations of the control set, which
     costs one pass of the position trunk per coefficient; also after every densification."""
@@ -146,9 +156,12 @@ def _grown(a, count):  # pragma: no cover - compiled
     return bigger
 
 
-def propagate(points: Tensor, displacement: Tensor, is_control: Tensor, radius: float, sigma: float, source: Tensor | None = None) -> Tensor:
+def propagate(
+    points: Tensor, displacement: Tensor, is_control: Tensor, radius: float, sigma: float, source: Tensor | None = None, falloff: bool = False
+) -> Tensor:
     """Displacements [N, 3] after control Gaussians moved their neighbours by a blend of ``source``
-    [N, 3] (what control Gaussians propagate; default ``displacement`` itself).
+    [N, 3] (what control Gaussians propagate; default ``displacement`` itself); ``falloff``: the
+    weights divided by max(1, their sum) instead of their sum (:class:`SparseControlConfig`).
 
     Differentiable in ``displacement`` and ``source`` (gradients reach the control Gaussians'
     MLP outputs through the blend) and in ``points``; control rows and rows reached by no
@@ -159,9 +172,13 @@ def propagate(points: Tensor, displacement: Tensor, is_control: Tensor, radius: 
         return displacement
     n = points.shape[0]
     logits = -((points.index_select(0, j) - points.index_select(0, i)) ** 2).sum(-1) / sigma**2
-    peak = torch.full((n,), -torch.inf, dtype=logits.dtype, device=logits.device).scatter_reduce(0, j, logits.detach(), "amax")
-    w = torch.exp(logits - peak.index_select(0, j))
-    w = w / torch.zeros(n, dtype=w.dtype, device=w.device).index_add(0, j, w).index_select(0, j)
+    if falloff:  # logits >= -(radius / sigma)^2: no shift needed
+        w = torch.exp(logits)
+        w = w / torch.zeros(n, dtype=w.dtype, device=w.device).index_add(0, j, w).clamp(min=1.0).index_select(0, j)
+    else:  # shifted by each row's largest logit, so a far, lone control keeps weight 1
+        peak = torch.full((n,), -torch.inf, dtype=logits.dtype, device=logits.device).scatter_reduce(0, j, logits.detach(), "amax")
+        w = torch.exp(logits - peak.index_select(0, j))
+        w = w / torch.zeros(n, dtype=w.dtype, device=w.device).index_add(0, j, w).index_select(0, j)
     source = displacement if source is None else source
     return displacement + torch.zeros_like(displacement).index_add(0, j, w[:, None] * source.index_select(0, i))
 
@@ -176,7 +193,8 @@ class ControlKernel:
     (about 1.6 M for 20,000 Gaussians at the default radius).
     """
 
-    def __init__(self, points: Tensor, radius: float, sigma: float):
+    def __init__(self, points: Tensor, radius: float, sigma: float, falloff: bool = False):
+        self.falloff = falloff
         pts = points.detach().cpu().numpy().astype(np.float64)
         a, b = cKDTree(pts).query_pairs(radius, output_type="ndarray").T
         rows, cols = np.concatenate([a, b]), np.concatenate([b, a])
@@ -190,5 +208,6 @@ class ControlKernel:
         src = dx if source is None else source.detach().cpu().numpy().astype(np.float64)
         summed = self.kernel @ np.concatenate([src * control[:, None], control[:, None]], axis=1)  # one pass: [sum w dx, sum w]
         reached = ~control & (summed[:, 3] > 0)
-        dx[reached] += summed[reached, :3] / summed[reached, 3:]
+        total = summed[reached, 3:]
+        dx[reached] += summed[reached, :3] / (np.maximum(total, 1.0) if self.falloff else total)
         return torch.from_numpy(dx).to(displacement)

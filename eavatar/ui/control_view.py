@@ -54,12 +54,12 @@ def snapshot(avatar: HeadAvatar, expression: Tensor, head_pose: Tensor, tau: flo
     )
 
 
-def influence(snap: ControlSnapshot, control: int, radius: float, sigma: float) -> tuple[Tensor, Tensor]:
+def influence(snap: ControlSnapshot, control: int, radius: float, sigma: float, falloff: bool = True) -> tuple[Tensor, Tensor]:
     """Neighbours [K] of control Gaussian ``control`` within ``radius`` and their blend weights w_ij [K].
 
     The weights are read off :func:`propagate` itself with a unit displacement on ``control``
-    alone, so they are exactly what training uses (normalised over every control Gaussian
-    near each neighbour, not only this one).
+    alone, so they are exactly what training uses (divided by every control Gaussian's weight
+    near each neighbour, not only this one's; ``falloff`` as the avatar's ``control.blend``).
     """
     if not bool(snap.is_control[control]):
         raise ValueError(f"Gaussian {control} is not a control Gaussian at this expression (compared value {float(snap.magnitude[control]):.4f} <= tau = {snap.tau})")
@@ -67,7 +67,7 @@ def influence(snap: ControlSnapshot, control: int, radius: float, sigma: float) 
     neighbours = torch.unique(j[i == control])
     unit = torch.zeros_like(snap.canonical)
     unit[control, 0] = 1.0
-    weights = propagate(snap.canonical, unit, snap.is_control, radius, sigma)[:, 0]
+    weights = propagate(snap.canonical, unit, snap.is_control, radius, sigma, falloff=falloff)[:, 0]
     return neighbours, weights[neighbours]
 
 
@@ -136,7 +136,7 @@ def build_widget(avatar: HeadAvatar, labels: list[str], head_pose: Tensor, shown
         order = snap.control_by_strength()
         controls["control rank"].max = max(len(order) - 1, 0)
         chosen = int(order[min(controls["control rank"].value, len(order) - 1)]) if len(order) else None
-        nb, w = influence(snap, chosen, radius, sigma) if chosen is not None else (None, None)
+        nb, w = influence(snap, chosen, radius, sigma, ctrl.blend == "falloff") if chosen is not None else (None, None)
         view.update(snapshot=snap, control=chosen, neighbours=nb, weights=w, figure=figure(snap, chosen, nb, w))
         s = summary(snap)
         caption.value = f"{s['gaussians']:,} Gaussians, <b>{s['control']:,} control</b> (tau = {snap.tau:g} head radii); largest value tau compares {s['max vs tau']:.3f}" + (

@@ -1,13 +1,15 @@
 """Sparse control against a direct evaluation of the paper's formula."""
 
+import math
+
 import pytest
 import torch
 
 from eavatar.avatar.control import ControlKernel, control_mask, neighbour_pairs, propagate
 
 
-def direct(points, disp, is_control, radius, sigma):
-    """The formula, one Gaussian at a time."""
+def direct(points, disp, is_control, radius, sigma, falloff=False):
+    """The formula, one Gaussian at a time (``falloff``: divided by max(1, sum k))."""
     out = disp.clone()
     for j in range(len(points)):
         if is_control[j]:
@@ -16,7 +18,7 @@ def direct(points, disp, is_control, radius, sigma):
         if not reach:
             continue
         k = torch.stack([torch.exp(-((points[j] - points[i]) ** 2).sum() / sigma**2) for i in reach])
-        w = k / k.sum()
+        w = k / (max(k.sum(), 1.0) if falloff else k.sum())
         out[j] = disp[j] + sum(w[n] * disp[i] for n, i in enumerate(reach))
     return out
 
@@ -29,11 +31,34 @@ def cloud():
     return points, disp
 
 
-def test_matches_the_direct_formula(cloud):
+@pytest.mark.parametrize("falloff", [False, True])
+def test_matches_the_direct_formula(cloud, falloff):
     points, disp = cloud
     is_control = control_mask(disp, 0.15)
     assert 0 < int(is_control.sum()) < 200
-    torch.testing.assert_close(propagate(points, disp, is_control, 0.25, 0.1), direct(points, disp, is_control, 0.25, 0.1))
+    moved = propagate(points, disp, is_control, 0.25, 0.1, falloff=falloff)
+    torch.testing.assert_close(moved, direct(points, disp, is_control, 0.25, 0.1, falloff))
+
+
+def test_falloff_fades_with_distance_and_is_the_normalised_blend_where_controls_crowd():
+    """Beside one control Gaussian: weight exp(-d^2 / sigma^2), so the motion is continuous at
+    the radius (the normalised blend jumps from 1 to 0 there); among many, their sum passes one
+    and the two blends agree."""
+    sigma, radius = 0.1, 0.2
+    points = torch.tensor([[0.0, 0, 0], [0.05, 0, 0], [0.1999, 0, 0], [0.2001, 0, 0]])
+    disp = torch.tensor([[1.0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]])
+    is_control = torch.tensor([True, False, False, False])
+    fall = propagate(points, disp, is_control, radius, sigma, falloff=True)[:, 0]
+    norm = propagate(points, disp, is_control, radius, sigma)[:, 0]
+    torch.testing.assert_close(fall[1:], torch.tensor([math.exp(-0.25), math.exp(-0.1999**2 / 0.01), 0.0]))
+    assert float(norm[2]) == 1.0 and float(norm[3]) == 0.0  # the jump at the radius
+    assert float(fall[2]) < 0.02
+    crowd = torch.cat([torch.zeros(8, 3) + torch.linspace(-0.01, 0.01, 8)[:, None], torch.tensor([[0.03, 0, 0]])])
+    moves = torch.cat([torch.ones(8, 3), torch.zeros(1, 3)])
+    in_crowd = torch.tensor([True] * 8 + [False])
+    torch.testing.assert_close(
+        propagate(crowd, moves, in_crowd, radius, sigma, falloff=True)[8], propagate(crowd, moves, in_crowd, radius, sigma)[8]
+    )
 
 
 def test_weights_sum_to_one_controls_keep_their_own_and_unreached_do_not_move():
@@ -78,12 +103,13 @@ def test_gradients_reach_control_displacements(cloud):
     assert disp.grad[is_control].abs().sum() > 0
 
 
-def test_control_kernel_equals_propagate_for_fixed_points(cloud):
+@pytest.mark.parametrize("falloff", [False, True])
+def test_control_kernel_equals_propagate_for_fixed_points(cloud, falloff):
     points, disp = cloud
-    kernel = ControlKernel(points, 0.25, 0.1)  # once; then per frame only the control set changes
+    kernel = ControlKernel(points, 0.25, 0.1, falloff)  # once; then per frame only the control set changes
     for tau in (0.1, 0.15, 0.2):
         is_control = control_mask(disp * tau / 0.15, 0.15)
-        expected = propagate(points, disp * tau / 0.15, is_control, 0.25, 0.1)
+        expected = propagate(points, disp * tau / 0.15, is_control, 0.25, 0.1, falloff=falloff)
         torch.testing.assert_close(kernel.propagate(disp * tau / 0.15, is_control), expected, rtol=1e-5, atol=1e-6)
     none = torch.zeros(len(points), dtype=torch.bool)
     torch.testing.assert_close(kernel.propagate(disp, none), disp)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from eavatar.avatar.checkpoint import AvatarInfo, load_avatar, save_avatar
+from eavatar.avatar.control import SparseControlConfig
 from eavatar.avatar.generator import positional_encoding
 from eavatar.render import Camera
 
@@ -93,6 +94,20 @@ def test_the_pixel_filter_is_the_avatars_and_survives_a_checkpoint(tmp_path, ava
     torch.testing.assert_close(old.render(cam, code, torch.eye(4), bg).rgb, wide)
 
 
+def test_control_settings_survive_a_checkpoint_and_older_avatars_keep_theirs(tmp_path, avatar):
+    """The control set and blend are the avatar's: a saved one loads as trained; one saved before
+    ``select`` and ``blend`` existed was trained with the per-frame set and the normalised blend."""
+    avatar.cfg.control = SparseControlConfig(select="expression", blend="falloff", tau=0.01)
+    info = AvatarInfo(expression_labels=[f"e{i}" for i in range(5)], expression_space="synthetic", step=1)
+    loaded, _ = load_avatar(save_avatar(tmp_path / "avatar.pt", avatar, info))
+    assert (loaded.cfg.control.select, loaded.cfg.control.blend, loaded.cfg.control.tau) == ("expression", "falloff", 0.01)
+    payload = torch.load(tmp_path / "avatar.pt", weights_only=True)
+    del payload["config"]["control"]["select"], payload["config"]["control"]["blend"]
+    torch.save(payload, tmp_path / "old.pt")
+    old, _ = load_avatar(tmp_path / "old.pt")
+    assert (old.cfg.control.select, old.cfg.control.blend, old.cfg.control.tau) == ("frame", "normalised", 0.01)
+
+
 def test_checkpoint_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pt: avatar checkpoint not found"):
         load_avatar(tmp_path / "missing.pt")
@@ -139,7 +154,7 @@ def test_expression_control_propagates_motion_from_neutral_through_a_fixed_set()
             g = avatar.frame(code, torch.eye(4))
             own = avatar.generator.expression_deform(points, code[None])[0]
             source = torch.where(g.is_control[:, None], own - probe[0], 0.0)
-            expected = own + direct(points, source, g.is_control, cfg.radius, cfg.sigma) - source  # controls: own; neighbours: own + blend
+            expected = own + direct(points, source, g.is_control, cfg.radius, cfg.sigma, cfg.blend == "falloff") - source  # controls: own; neighbours: own + blend
             torch.testing.assert_close(g.exp_displacement / avatar.radius, expected, atol=1e-5, rtol=1e-4)
             sets.append(g.is_control)
     assert torch.equal(sets[0], sets[1]) and torch.equal(sets[0], sets[2]) and 0 < int(sets[0].sum()) < 300

@@ -45,10 +45,11 @@ def test_with_the_papers_per_frame_selection_the_view_compares_this_frames_displ
         avatar.cfg.control = SparseControlConfig(enabled=False)
 
 
-def test_influence_is_the_neighbourhood_and_the_normalised_kernel(snap):
+@pytest.mark.parametrize("falloff", [True, False])
+def test_influence_is_the_neighbourhood_and_the_blend_weights(snap, falloff):
     radius, sigma = 0.3, 0.15
     control = int(snap.control_by_strength()[0])
-    neighbours, weights = influence(snap, control, radius, sigma)
+    neighbours, weights = influence(snap, control, radius, sigma, falloff)
     x, ctrl = snap.canonical, snap.is_control
     dist = (x - x[control]).norm(dim=-1)
     expected = torch.nonzero((dist <= radius) & ~ctrl).squeeze(1)
@@ -58,7 +59,8 @@ def test_influence_is_the_neighbourhood_and_the_normalised_kernel(snap):
     near = d2.sqrt() <= radius
     kernel = torch.exp(-d2 / sigma**2) * near
     column = int(torch.nonzero(torch.nonzero(ctrl).squeeze(1) == control))
-    torch.testing.assert_close(weights, kernel[:, column] / kernel.sum(1))
+    total = kernel.sum(1).clamp(min=1.0) if falloff else kernel.sum(1)
+    torch.testing.assert_close(weights, kernel[:, column] / total)
     assert ((weights > 0) & (weights <= 1)).all()
 
 
