@@ -70,11 +70,6 @@ class SparseControlConfig:
     """Training (select=expression): steps between recomputations of the control set, which
     costs one pass of the position trunk per coefficient; also after every densification."""
 
-    @property
-    def falloff(self) -> bool:
-        """The ``falloff`` argument of :func:`propagate` and :class:`ControlKernel` for this blend."""
-        return self.blend == "falloff"
-
 
 def control_mask(displacement: Tensor, tau: float) -> Tensor:
     """[N] bool: |dx_i| > tau (strictly)."""

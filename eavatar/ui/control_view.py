@@ -136,7 +136,7 @@ def build_widget(avatar: HeadAvatar, labels: list[str], head_pose: Tensor, shown
         order = snap.control_by_strength()
         controls["control rank"].max = max(len(order) - 1, 0)
         chosen = int(order[min(controls["control rank"].value, len(order) - 1)]) if len(order) else None
-        nb, w = influence(snap, chosen, radius, sigma, ctrl.falloff) if chosen is not None else (None, None)
+        nb, w = influence(snap, chosen, radius, sigma, ctrl.blend == "falloff") if chosen is not None else (None, None)
         view.update(snapshot=snap, control=chosen, neighbours=nb, weights=w, figure=figure(snap, chosen, nb, w))
         s = summary(snap)
         caption.value = f"{s['gaussians']:,} Gaussians, <b>{s['control']:,} control</b> (tau = {snap.tau:g} head radii); largest value tau compares {s['max vs tau']:.3f}" + (
