@@ -70,6 +70,11 @@ class SparseControlConfig:
     """Training (select=expression): steps between recomputations of the control set, which
     costs one pass of the position trunk per coefficient; also after every densification."""
 
+    @property
+    def falloff(self) -> bool:
+        """The ``falloff`` argument of :func:`propagate` and :class:`ControlKernel` for this blend."""
+        return self.blend == "falloff"
+
 
 def control_mask(displacement: Tensor, tau: float) -> Tensor:
     """[N] bool: |dx_i| > tau (strictly)."""
@@ -157,7 +162,7 @@ def _grown(a, count):  # pragma: no cover - compiled
 
 
 def propagate(
-    points: Tensor, displacement: Tensor, is_control: Tensor, radius: float, sigma: float, source: Tensor | None = None, falloff: bool = False
+    points: Tensor, displacement: Tensor, is_control: Tensor, radius: float, sigma: float, source: Tensor | None = None, *, falloff: bool
 ) -> Tensor:
     """Displacements [N, 3] after control Gaussians moved their neighbours by a blend of ``source``
     [N, 3] (what control Gaussians propagate; default ``displacement`` itself); ``falloff``: the
@@ -193,7 +198,7 @@ class ControlKernel:
     (about 1.6 M for 20,000 Gaussians at the default radius).
     """
 
-    def __init__(self, points: Tensor, radius: float, sigma: float, falloff: bool = False):
+    def __init__(self, points: Tensor, radius: float, sigma: float, *, falloff: bool):
         self.falloff = falloff
         pts = points.detach().cpu().numpy().astype(np.float64)
         a, b = cKDTree(pts).query_pairs(radius, output_type="ndarray").T

@@ -65,7 +65,7 @@ class FrozenAvatar:
         branches = {"expression": generator.expression, "pose": generator.pose}
         rows = {name: b.rows(pos_enc, features) for name, b in branches.items() if b is not None}
         control = avatar.cfg.control
-        self._kernel = ControlKernel(self.normalized, control.radius, control.sigma, control.blend == "falloff") if control.enabled else None
+        self._kernel = ControlKernel(self.normalized, control.radius, control.sigma, falloff=control.falloff) if control.enabled else None
         self._expression = _LastValue(lambda code: self._controlled(generator.expression.from_rows(rows["expression"], code)))
         self._pose = _LastValue(lambda code: None if generator.pose is None else generator.pose.from_rows(rows["pose"], code))
         self._frame = _LastValue(self._compose)

@@ -122,7 +122,7 @@ class HeadAvatar(nn.Module):
             source = self._motion_from_neutral(normalized, exp_dx, is_control, bf16)
         if kernel is not None:
             return Controlled(kernel.propagate(exp_dx, is_control, source), magnitude, is_control)
-        moved = propagate(normalized.detach(), exp_dx, is_control, cfg.radius, cfg.sigma, source, cfg.blend == "falloff")
+        moved = propagate(normalized.detach(), exp_dx, is_control, cfg.radius, cfg.sigma, source, falloff=cfg.falloff)
         return Controlled(moved, magnitude, is_control)
 
     def _motion_from_neutral(self, normalized: Tensor, exp_dx: Tensor, is_control: Tensor, bf16: bool) -> Tensor:

@@ -54,7 +54,7 @@ def snapshot(avatar: HeadAvatar, expression: Tensor, head_pose: Tensor, tau: flo
     )
 
 
-def influence(snap: ControlSnapshot, control: int, radius: float, sigma: float, falloff: bool = True) -> tuple[Tensor, Tensor]:
+def influence(snap: ControlSnapshot, control: int, radius: float, sigma: float, *, falloff: bool) -> tuple[Tensor, Tensor]:
     """Neighbours [K] of control Gaussian ``control`` within ``radius`` and their blend weights w_ij [K].
 
     The weights are read off :func:`propagate` itself with a unit displacement on ``control``
@@ -136,7 +136,7 @@ def build_widget(avatar: HeadAvatar, labels: list[str], head_pose: Tensor, shown
         order = snap.control_by_strength()
         controls["control rank"].max = max(len(order) - 1, 0)
         chosen = int(order[min(controls["control rank"].value, len(order) - 1)]) if len(order) else None
-        nb, w = influence(snap, chosen, radius, sigma, ctrl.blend == "falloff") if chosen is not None else (None, None)
+        nb, w = influence(snap, chosen, radius, sigma, falloff=ctrl.falloff) if chosen is not None else (None, None)
         view.update(snapshot=snap, control=chosen, neighbours=nb, weights=w, figure=figure(snap, chosen, nb, w))
         s = summary(snap)
         caption.value = f"{s['gaussians']:,} Gaussians, <b>{s['control']:,} control</b> (tau = {snap.tau:g} head radii); largest value tau compares {s['max vs tau']:.3f}" + (

@@ -49,7 +49,7 @@ def test_falloff_fades_with_distance_and_is_the_normalised_blend_where_controls_
     disp = torch.tensor([[1.0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]])
     is_control = torch.tensor([True, False, False, False])
     fall = propagate(points, disp, is_control, radius, sigma, falloff=True)[:, 0]
-    norm = propagate(points, disp, is_control, radius, sigma)[:, 0]
+    norm = propagate(points, disp, is_control, radius, sigma, falloff=False)[:, 0]
     torch.testing.assert_close(fall[1:], torch.tensor([math.exp(-0.25), math.exp(-0.1999**2 / 0.01), 0.0]))
     assert float(norm[2]) == 1.0 and float(norm[3]) == 0.0  # the jump at the radius
     assert float(fall[2]) < 0.02
@@ -57,7 +57,7 @@ def test_falloff_fades_with_distance_and_is_the_normalised_blend_where_controls_
     moves = torch.cat([torch.ones(8, 3), torch.zeros(1, 3)])
     in_crowd = torch.tensor([True] * 8 + [False])
     torch.testing.assert_close(
-        propagate(crowd, moves, in_crowd, radius, sigma, falloff=True)[8], propagate(crowd, moves, in_crowd, radius, sigma)[8]
+        propagate(crowd, moves, in_crowd, radius, sigma, falloff=True)[8], propagate(crowd, moves, in_crowd, radius, sigma, falloff=False)[8]
     )
 
 
@@ -65,7 +65,7 @@ def test_weights_sum_to_one_controls_keep_their_own_and_unreached_do_not_move():
     points = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [0.5, 0, 0], [0.2, 0, 0], [5.0, 0, 0]])
     disp = torch.tensor([[0.0, 1, 0], [0.0, 1, 0], [0.0, 0, 0], [0.0, 0, 0], [0.0, 0, 0]])
     is_control = torch.tensor([True, True, False, False, False])
-    out = propagate(points, disp, is_control, radius=0.6, sigma=0.3)
+    out = propagate(points, disp, is_control, radius=0.6, sigma=0.3, falloff=False)
     torch.testing.assert_close(out[:2], disp[:2])  # control Gaussians unchanged
     torch.testing.assert_close(out[2], torch.tensor([0.0, 1.0, 0.0]))  # equidistant: blend of two equal moves
     assert 0.999 < float(out[3, 1]) < 1.001  # weights normalised even when one control dominates
@@ -98,7 +98,7 @@ def test_gradients_reach_control_displacements(cloud):
     points, disp = cloud
     disp = disp.clone().requires_grad_(True)
     is_control = control_mask(disp, 0.15)
-    out = propagate(points, disp, is_control, 0.25, 0.1)
+    out = propagate(points, disp, is_control, 0.25, 0.1, falloff=False)
     out[~is_control].sum().backward()
     assert disp.grad[is_control].abs().sum() > 0
 
@@ -106,7 +106,7 @@ def test_gradients_reach_control_displacements(cloud):
 @pytest.mark.parametrize("falloff", [False, True])
 def test_control_kernel_equals_propagate_for_fixed_points(cloud, falloff):
     points, disp = cloud
-    kernel = ControlKernel(points, 0.25, 0.1, falloff)  # once; then per frame only the control set changes
+    kernel = ControlKernel(points, 0.25, 0.1, falloff=falloff)  # once; then per frame only the control set changes
     for tau in (0.1, 0.15, 0.2):
         is_control = control_mask(disp * tau / 0.15, 0.15)
         expected = propagate(points, disp * tau / 0.15, is_control, 0.25, 0.1, falloff=falloff)
@@ -122,5 +122,5 @@ def test_a_separate_source_is_what_neighbours_receive(cloud):
     is_control = control_mask(disp, 0.15)
     source = torch.randn_like(disp) * 0.05
     expected = disp + direct(points, source * is_control[:, None], is_control, 0.25, 0.1) - source * is_control[:, None]
-    torch.testing.assert_close(propagate(points, disp, is_control, 0.25, 0.1, source=source), expected)
-    torch.testing.assert_close(ControlKernel(points, 0.25, 0.1).propagate(disp, is_control, source), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(propagate(points, disp, is_control, 0.25, 0.1, source=source, falloff=False), expected)
+    torch.testing.assert_close(ControlKernel(points, 0.25, 0.1, falloff=False).propagate(disp, is_control, source), expected, rtol=1e-5, atol=1e-6)

@@ -154,7 +154,7 @@ def test_expression_control_propagates_motion_from_neutral_through_a_fixed_set()
             g = avatar.frame(code, torch.eye(4))
             own = avatar.generator.expression_deform(points, code[None])[0]
             source = torch.where(g.is_control[:, None], own - probe[0], 0.0)
-            expected = own + direct(points, source, g.is_control, cfg.radius, cfg.sigma, cfg.blend == "falloff") - source  # controls: own; neighbours: own + blend
+            expected = own + direct(points, source, g.is_control, cfg.radius, cfg.sigma, cfg.falloff) - source  # controls: own; neighbours: own + blend
             torch.testing.assert_close(g.exp_displacement / avatar.radius, expected, atol=1e-5, rtol=1e-4)
             sets.append(g.is_control)
     assert torch.equal(sets[0], sets[1]) and torch.equal(sets[0], sets[2]) and 0 < int(sets[0].sum()) < 300

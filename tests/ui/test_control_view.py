@@ -49,7 +49,7 @@ def test_with_the_papers_per_frame_selection_the_view_compares_this_frames_displ
 def test_influence_is_the_neighbourhood_and_the_blend_weights(snap, falloff):
     radius, sigma = 0.3, 0.15
     control = int(snap.control_by_strength()[0])
-    neighbours, weights = influence(snap, control, radius, sigma, falloff)
+    neighbours, weights = influence(snap, control, radius, sigma, falloff=falloff)
     x, ctrl = snap.canonical, snap.is_control
     dist = (x - x[control]).norm(dim=-1)
     expected = torch.nonzero((dist <= radius) & ~ctrl).squeeze(1)
@@ -67,12 +67,12 @@ def test_influence_is_the_neighbourhood_and_the_blend_weights(snap, falloff):
 def test_influence_of_a_non_control_gaussian_is_an_error(snap):
     free = int(torch.nonzero(~snap.is_control)[0])
     with pytest.raises(ValueError, match=f"Gaussian {free} is not a control Gaussian"):
-        influence(snap, free, 0.1, 0.05)
+        influence(snap, free, 0.1, 0.05, falloff=True)
 
 
 def test_figure_shows_gaussians_controls_and_one_influence_region(snap):
     control = int(snap.control_by_strength()[0])
-    neighbours, weights = influence(snap, control, 0.3, 0.15)
+    neighbours, weights = influence(snap, control, 0.3, 0.15, falloff=True)
     fig = figure(snap, control, neighbours, weights)
     assert [len(t.x) for t in fig.data] == [len(snap.points), int(snap.is_control.sum()), len(neighbours), 1]
     assert list(fig.data[0].marker.color) == pytest.approx(snap.displacement.tolist())
