@@ -68,20 +68,32 @@ def queue_ablation(root: Path, params_file: Path, jobs: int = 1, wait: bool = Tr
     upstream = sorted(k for k in status if k != f"{DVC_FILE}:{STAGE}")
     if upstream:  # every experiment would reproduce them in its own copy
         raise EAvatarError(f"{root}: stages the ablation depends on are not up to date: {', '.join(upstream)} (`dvc repro {' '.join(upstream)}` first; make ablation does)")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    names = []
-    for variant in variants:
-        for seed in seeds:
+    runs: dict[str, tuple[str, int]] = {}
+
+    def enqueue(pairs: list[tuple[str, int]]) -> list[str]:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        queued = []
+        for variant, seed in pairs:
             name = experiment_name(variant, seed, stamp)
             exps.queue(root, DVC_FILE, {KEYS[0]: variant, KEYS[1]: seed}, name)
-            names.append(name)
+            runs[name] = (variant, seed)
+            queued.append(name)
             echo(f"queued {name}")
+        return queued
+
+    def requeue(lost: list[str]) -> dict[str, str]:
+        time.sleep(1.0)  # a new stamp: the lost names stay in DVC's list
+        replaced = dict(zip(lost, enqueue([runs[n] for n in lost])))
+        exps.start_workers(root, jobs)
+        return replaced
+
+    names = enqueue([(variant, seed) for variant in variants for seed in seeds])
     exps.start_workers(root, jobs)
     echo(f"{len(names)} experiments on {jobs} worker(s): `dvc queue status`, `dvc queue logs <name>`, `dvc exp show`")
     if not wait:
         return {n: "Queued" for n in names}
     try:
-        states = exps.wait(root, names, poll=poll, echo=echo, restart=lambda: exps.start_workers(root, jobs))
+        states = exps.wait(root, names, poll=poll, echo=echo, restart=lambda: exps.start_workers(root, jobs), requeue=requeue)
     except KeyboardInterrupt:
         echo("stopped waiting; the queue goes on in the background (`dvc queue status`, `dvc queue kill <name>`, `dvc queue stop`)")
         raise

@@ -93,6 +93,24 @@ def task_states(root: Path) -> dict[str, str]:
         return {str(t.get("name") or t["rev"]): str(t["status"]) for t in repo.experiments.celery_queue.status()}
 
 
+def workers_alive(root: Path) -> bool:
+    """Whether a queue worker of ``root`` is running: DVC writes each worker's pid to
+    ``.dvc/tmp/exps/celery/dvc-exp-worker-<n>.pid`` and leaves the file when the worker exits.
+    (Without that folder nothing can be told, and the answer is True.)"""
+    folder = Path(root) / ".dvc" / "tmp" / "exps" / "celery"
+    if not folder.is_dir():
+        return True
+    for pid_file in folder.glob("*.pid"):
+        try:
+            os.kill(int(pid_file.read_text().strip()), 0)
+            return True
+        except (ValueError, ProcessLookupError):
+            continue
+        except PermissionError:  # alive, another user's
+            return True
+    return False
+
+
 def wait(
     root: Path,
     names: list[str],
@@ -101,15 +119,23 @@ def wait(
     timeout: float | None = None,
     restart: Callable[[], None] | None = None,
     stall_polls: int = 6,
+    requeue: Callable[[list[str]], dict[str, str]] | None = None,
 ) -> dict[str, str]:
-    """Poll the queue until every task of ``names`` is Success or Failed; returns their states.
-    Prints a line whenever the counts change.
+    """Poll the queue until every task of ``names`` is Success or Failed; returns their states
+    (by the names finally waited for, see ``requeue``). Prints a line whenever the counts change.
 
     A queue worker can stop with tasks still queued (celery's "Got shutdown from remote" was
     seen once, after one of twelve runs): when tasks of ``names`` stay queued with none running
     for ``stall_polls`` polls, ``restart`` (e.g. :func:`start_workers`) is called, else it is an error.
+    A worker that is shutting down because the queue was empty can also take a task queued at
+    that moment and exit without running it (seen when a second queue followed the first within
+    seconds): DVC then lists the task as Running forever. When tasks of ``names`` are Running
+    and no worker is alive (:func:`workers_alive`) for ``stall_polls`` polls, ``requeue`` is
+    called with their names and returns old name -> the name of the experiment queued in its
+    place, which is waited for instead; without ``requeue`` it is an error.
     """
-    start, last, idle = time.monotonic(), None, 0
+    names = list(names)
+    start, last, idle, orphaned = time.monotonic(), None, 0, 0
     while True:
         states = task_states(root)
         mine = {n: states.get(n, "Unknown") for n in names}
@@ -127,6 +153,15 @@ def wait(
             echo("experiments queued but none running: starting the queue workers again")
             restart()
             idle = 0
+        running = [n for n, s in mine.items() if s == "Running"]
+        orphaned = orphaned + 1 if running and not workers_alive(root) else 0
+        if orphaned >= stall_polls:
+            if requeue is None:
+                raise ExperimentError(f"{root}: {', '.join(running)}: listed as running but no queue worker is alive (DVC lost them); queue them again")
+            echo(f"{', '.join(running)}: listed as running but no queue worker is alive; queueing them again")
+            replaced = requeue(running)
+            names = [replaced.get(n, n) for n in names]
+            orphaned = 0
         if timeout is not None and time.monotonic() - start > timeout:
             raise ExperimentError(f"{root}: experiments not finished after {timeout:.0f} s ({line}); `dvc queue status`")
         time.sleep(poll)

@@ -120,6 +120,52 @@ def test_a_stalled_queue_without_restart_is_an_error_not_a_hang(monkeypatch, tmp
         wait(tmp_path, ["a"], echo=lambda line: None, stall_polls=3)
 
 
+def test_a_task_left_running_by_a_worker_that_exited_is_queued_again(monkeypatch, tmp_path):
+    import eavatar.tracking.experiments as exps
+
+    lost = {"a": "Success", "b": "Running"}  # "b" was taken by a worker that then exited
+    _queue_replay(monkeypatch, [*[lost] * 4, {"a": "Success", "b": "Running", "b2": "Queued"}, {"a": "Success", "b": "Running", "b2": "Success"}])
+    alive = iter([False] * 3 + [True] * 10)
+    monkeypatch.setattr(exps, "workers_alive", lambda root: next(alive))
+    requeued, lines = [], []
+
+    def requeue(names):
+        requeued.append(names)
+        return {"b": "b2"}
+
+    states = exps.wait(tmp_path, ["a", "b"], echo=lines.append, stall_polls=3, requeue=requeue)
+    assert requeued == [["b"]] and states == {"a": "Success", "b2": "Success"}
+    assert any("no queue worker is alive; queueing them again" in line for line in lines)
+
+
+def test_a_running_task_without_a_worker_and_without_requeue_is_an_error_not_a_hang(monkeypatch, tmp_path):
+    import pytest
+
+    import eavatar.tracking.experiments as exps
+
+    _queue_replay(monkeypatch, [{"a": "Running"}])
+    monkeypatch.setattr(exps, "workers_alive", lambda root: False)
+    with pytest.raises(exps.ExperimentError, match="a: listed as running but no queue worker is alive"):
+        exps.wait(tmp_path, ["a"], echo=lambda line: None, stall_polls=3)
+
+
+def test_workers_alive_reads_the_worker_pid_files(tmp_path):
+    import os
+    import subprocess
+
+    from eavatar.tracking.experiments import workers_alive
+
+    assert workers_alive(tmp_path)  # no queue folder: nothing can be told
+    folder = tmp_path / ".dvc" / "tmp" / "exps" / "celery"
+    folder.mkdir(parents=True)
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    (folder / "dvc-exp-worker-1.pid").write_text(str(exited.pid))
+    assert not workers_alive(tmp_path)
+    (folder / "dvc-exp-worker-2.pid").write_text(str(os.getpid()))
+    assert workers_alive(tmp_path)
+
+
 def _fake_dvc(tmp_path, body: str) -> str:
     script = tmp_path / "dvc"
     script.write_text("#!/bin/sh\n" + body)
