@@ -83,9 +83,7 @@ def queue_ablation(root: Path, params_file: Path, jobs: int = 1, wait: bool = Tr
 
     def requeue(lost: list[str]) -> dict[str, str]:
         time.sleep(1.0)  # a new stamp: the lost names stay in DVC's list
-        replaced = dict(zip(lost, enqueue([runs[n] for n in lost])))
-        exps.start_workers(root, jobs)
-        return replaced
+        return dict(zip(lost, enqueue([runs[n] for n in lost])))
 
     names = enqueue([(variant, seed) for variant in variants for seed in seeds])
     exps.start_workers(root, jobs)

@@ -132,7 +132,8 @@ def wait(
     seconds): DVC then lists the task as Running forever. When tasks of ``names`` are Running
     and no worker is alive (:func:`workers_alive`) for ``stall_polls`` polls, ``requeue`` is
     called with their names and returns old name -> the name of the experiment queued in its
-    place, which is waited for instead; without ``requeue`` it is an error.
+    place, which is waited for instead (then ``restart`` starts workers for it); without
+    ``requeue`` it is an error.
     """
     names = list(names)
     start, last, idle, orphaned = time.monotonic(), None, 0, 0
@@ -161,6 +162,8 @@ def wait(
             echo(f"{', '.join(running)}: listed as running but no queue worker is alive; queueing them again")
             replaced = requeue(running)
             names = [replaced.get(n, n) for n in names]
+            if restart is not None:
+                restart()
             orphaned = 0
         if timeout is not None and time.monotonic() - start > timeout:
             raise ExperimentError(f"{root}: experiments not finished after {timeout:.0f} s ({line}); `dvc queue status`")

@@ -127,14 +127,14 @@ def test_a_task_left_running_by_a_worker_that_exited_is_queued_again(monkeypatch
     _queue_replay(monkeypatch, [*[lost] * 4, {"a": "Success", "b": "Running", "b2": "Queued"}, {"a": "Success", "b": "Running", "b2": "Success"}])
     alive = iter([False] * 3 + [True] * 10)
     monkeypatch.setattr(exps, "workers_alive", lambda root: next(alive))
-    requeued, lines = [], []
+    requeued, restarts, lines = [], [], []
 
     def requeue(names):
         requeued.append(names)
         return {"b": "b2"}
 
-    states = exps.wait(tmp_path, ["a", "b"], echo=lines.append, stall_polls=3, requeue=requeue)
-    assert requeued == [["b"]] and states == {"a": "Success", "b2": "Success"}
+    states = exps.wait(tmp_path, ["a", "b"], echo=lines.append, stall_polls=3, restart=lambda: restarts.append(1), requeue=requeue)
+    assert requeued == [["b"]] and restarts == [1] and states == {"a": "Success", "b2": "Success"}
     assert any("no queue worker is alive; queueing them again" in line for line in lines)
 
 
