@@ -13,7 +13,7 @@ from eavatar.provenance import PACKAGE_ROOT, imported_modules
 
 #: Bottom to top; folders on one line form one layer.
 LAYERS = [
-    ("eavatar", "config", "errors", "provenance"),
+    ("eavatar", "config", "errors", "provenance", "quiet"),
     ("render",),
     ("data",),
     ("avatar",),

@@ -17,6 +17,7 @@ from typing import NoReturn
 from eavatar.cli import ablation, evaluate, export, geometry, prepare, prior, render, synthetic, train
 from eavatar.cli import import_
 from eavatar.errors import EAvatarError
+from eavatar.quiet import silence_known_warnings
 
 STAGES = {"synthetic": synthetic, "prepare": prepare, "train": train, "evaluate": evaluate, "render": render, "export": export, "ablation": ablation, "prior": prior, "geometry": geometry}
 STAGES["import"] = import_  # `eavatar import` (module import_: `import` is a keyword)
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one stage; its status (0) on success. An expected error prints one line on stderr and
     raises ``SystemExit`` with status ``EXIT_ERROR`` (as argparse does for a bad command line),
     the line being the exception's text for in-process callers."""
+    silence_known_warnings()  # our output, not our dependencies' deprecation notices
     args = build_parser().parse_args(argv)
     prog = f"eavatar {args.stage}"
     try:
