@@ -1,6 +1,7 @@
 """Our entry points show our output, not our dependencies' deprecation notices (eavatar/quiet.py)."""
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -11,12 +12,14 @@ import pytest
 from eavatar.quiet import KNOWN_WARNINGS, silence_known_warnings
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Python's default warning filters in the child: no PYTHONWARNINGS of the caller's.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
 JIT_NOTICE = "`torch.jit.script` is deprecated. Please switch to `torch.compile` or `torch.export`."
 
 
 def python(code: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """``code`` in a fresh interpreter with Python's default warning filters."""
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
 
 
 def recorded(message: str, category: type[Warning], module: str) -> list[str]:
@@ -41,7 +44,7 @@ def test_only_the_named_notices_from_the_named_modules_are_silenced():
 
 
 def test_eavatar_train_help_prints_no_warning():
-    run = subprocess.run([sys.executable, "-m", "eavatar.cli.main", "train", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, "-m", "eavatar.cli.main", "train", "--help"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "Warning" not in run.stderr, run.stderr
 
