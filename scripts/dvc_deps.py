@@ -58,12 +58,14 @@ def command_words(cmd: str) -> list[str] | None:
 
 
 def command_module(words: list[str]) -> str:
-    """``eavatar.cli.<command>`` (``import`` -> ``import_``), and down into a command package by subcommand (``run`` -> ``run_``)."""
+    """``eavatar.cli.<command>`` (``import`` -> ``import_``, ``refine-export`` -> ``refine_export``), and down
+    into a command package by subcommand (``run`` -> ``run_``)."""
     words = [w for w in words if not w.startswith("-")]
     if not words:
         raise ValueError("no command after eavatar")
     base = f"{PACKAGE_ROOT.name}.cli"
-    name = f"{base}.{words[0]}" if module_path(f"{base}.{words[0]}") else f"{base}.{words[0]}_"
+    command = words[0].replace("-", "_")
+    name = f"{base}.{command}" if module_path(f"{base}.{command}") else f"{base}.{command}_"
     if module_path(name) is None:
         raise ValueError(f"eavatar {words[0]}: no module {base}.{words[0]}")
     for word in words[1:]:  # `eavatar ablation run`: eavatar/cli/ablation/run_.py

@@ -32,8 +32,9 @@ class AvatarInfo:
     step: int = 0
 
 
-def save_avatar(path: str | Path, avatar: HeadAvatar, info: AvatarInfo) -> Path:
-    """Write ``avatar.pt`` atomically (a killed process never leaves half a file)."""
+def save_avatar(path: str | Path, avatar: HeadAvatar, info: AvatarInfo, refinement: dict | None = None) -> Path:
+    """Write ``avatar.pt`` atomically (a killed process never leaves half a file); ``refinement``:
+    the training instants' tracking residuals (:meth:`TrackingRefinement.export`), when trained with them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -43,6 +44,8 @@ def save_avatar(path: str | Path, avatar: HeadAvatar, info: AvatarInfo) -> Path:
         "state_dict": {k: v.detach().cpu() for k, v in avatar.state_dict().items()},
         "info": asdict(info),
     }
+    if refinement is not None:
+        payload["refinement"] = refinement
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
@@ -87,6 +90,16 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[H
         # written by another version of the code (renamed field, changed shape)
         raise CheckpointError(f"{path}: does not match this version of eavatar ({type(err).__name__}: {first_line(err)}); {RETRAIN}") from err
     return avatar.to(device).eval(), info
+
+
+def load_refinement(path: str | Path) -> dict | None:
+    """The tracking residuals an avatar was trained with ({instants, pose [T, 6], expression [T, d_exp]}),
+    or None when it was trained without refinement."""
+    load_avatar(path)  # the same checks and errors
+    refinement = torch.load(path, map_location="cpu", weights_only=True).get("refinement")
+    if refinement is not None and not (len(refinement["instants"]) == len(refinement["pose"]) == len(refinement["expression"])):
+        raise CheckpointError(f"{path}: refinement: {len(refinement['instants'])} instants but {len(refinement['pose'])} pose and {len(refinement['expression'])} expression residuals; {RETRAIN}")
+    return refinement
 
 
 def first_line(err: BaseException, limit: int = 120) -> str:

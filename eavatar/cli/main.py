@@ -15,12 +15,13 @@ import traceback
 from typing import NoReturn
 
 from eavatar.cli import ablation, evaluate, export, geometry, prepare, prior, render, synthetic, train
-from eavatar.cli import import_
+from eavatar.cli import import_, refine_export
 from eavatar.errors import EAvatarError
 from eavatar.quiet import silence_known_warnings
 
 STAGES = {"synthetic": synthetic, "prepare": prepare, "train": train, "evaluate": evaluate, "render": render, "export": export, "ablation": ablation, "prior": prior, "geometry": geometry}
 STAGES["import"] = import_  # `eavatar import` (module import_: `import` is a keyword)
+STAGES["refine-export"] = refine_export
 
 DEBUG_ENV = "EAVATAR_DEBUG"
 #: Exit status of an expected error (argparse uses 2 for a bad command line, too).

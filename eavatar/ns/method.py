@@ -32,6 +32,10 @@ LEARNING_RATES = {
     "scales": 5e-3,  # paper S0: 3e-5
     "opacities": 5e-2,  # paper: not given (3DGS: 5e-2)
     "generator": 1e-3,  # paper MLPs: 1e-4
+    # tracking refinement (model.refinement; groups only when it is on): GaussianAvatars fine-tunes
+    # rotation 1e-5, translation 1e-6, expression 1e-3 over 600k steps; a few thousand need more
+    "refine_pose": 3e-4,
+    "refine_expression": 3e-3,
 }
 #: Groups whose learning rate decays over the run (3DGS decays positions; we also decay the MLPs).
 DECAYING = ("means", "generator")

@@ -17,6 +17,7 @@ from eavatar.avatar.gaussians import PARAM_NAMES, CanonicalGaussians, load_mesh
 from eavatar.avatar.lid_layer import add_lid_layer, eye_points, surface_normals
 from eavatar.avatar.losses import LossConfig, image_losses, region_weights
 from eavatar.avatar.model import AvatarConfig, HeadAvatar
+from eavatar.avatar.refinement import RefinementConfig, TrackingRefinement
 from eavatar.data.frames import ground_truth
 from eavatar.data.subject import Subject
 from eavatar.metrics.image import psnr
@@ -38,6 +39,8 @@ class EAvatarModelConfig(ModelConfig):
     """Stage II loss weights."""
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     """Grow/prune schedule."""
+    refinement: RefinementConfig = field(default_factory=RefinementConfig)
+    """Per-frame refinement of the tracked head pose and expression code through the renderer (monocular video)."""
     background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Colour behind the head, the same as the subject's images (synthetic: white)."""
     init_mesh: str = ""
@@ -99,6 +102,8 @@ class EAvatarModel(Model):
         self.last_exp_magnitude: Optional[torch.Tensor] = None
         self.last_num_control = 0
         self.train_control_set: Optional[Tuple[int, torch.Tensor]] = None  # (step computed, [N] bool), see training_control_set
+        self.refinement = TrackingRefinement.for_subject(self.config.refinement, subject) if self.config.refinement.enabled else None
+        self.last_instant = -1  # the training instant of the latest training render (-1: none refined)
 
     def set_viewer_coefficient(self, k: int, value: float) -> None:
         """What an expression slider does: the viewer renders with ``viewer_expression``."""
@@ -108,6 +113,9 @@ class EAvatarModel(Model):
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         groups = {name: [self.avatar.canonical.params[name]] for name in PARAM_NAMES}
         groups["generator"] = list(self.avatar.generator.parameters())
+        if self.refinement is not None:
+            groups["refine_pose"] = [self.refinement.pose]
+            groups["refine_expression"] = [self.refinement.expression]
         return groups
 
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
@@ -162,10 +170,23 @@ class EAvatarModel(Model):
             return meta["expression"].reshape(-1, self.avatar.d_exp)[0], meta["head_pose"].reshape(-1, 4, 4)[0]
         return self.viewer_expression, self.viewer_head_pose
 
+    def refined_controls(self, camera: Cameras, expression: torch.Tensor, head_pose: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A training frame's code and pose with its instant's residuals, once the warm-up is over
+        (before it, and outside training, the tracked ones: the residuals get no gradient)."""
+        self.last_instant = -1
+        meta = camera.metadata or {}
+        if self.refinement is None or not self.training or "frame_index" not in meta or self.step < self.config.refinement.start_step:
+            return expression, head_pose
+        instant = self.refinement.instant_of(int(meta["frame_index"].reshape(-1)[0]))
+        if instant < 0:
+            return expression, head_pose
+        self.last_instant = instant
+        return self.refinement.refine(instant, expression, head_pose, self.avatar.center, self.avatar.radius)
+
     def get_outputs(self, camera: Cameras) -> Dict[str, torch.Tensor]:  # type: ignore[override]
         if not isinstance(camera, Cameras) or camera.shape[0] != 1:
             raise ValueError("EAvatarModel renders one nerfstudio Cameras at a time")
-        expression, head_pose = self.frame_controls(camera)
+        expression, head_pose = self.refined_controls(camera, *self.frame_controls(camera))
         bf16 = self.training and self.config.bf16_mlps
         frame = self.avatar.frame(expression, head_pose, bf16=bf16, control_set=self.training_control_set(bf16) if self.training else None)
         out = self.avatar.rasterize(frame, ns_camera_to_camera(camera), self.background)
@@ -200,7 +221,12 @@ class EAvatarModel(Model):
         weights = None
         if "regions" in batch:
             weights = region_weights(batch["regions"].to(self.device), self.kwargs["metadata"]["subject"].region_labels, self.config.loss)
-        return image_losses(outputs["rgb"], self._gt(batch), self.config.loss, self.step, lpips_fn, weights)
+        losses = image_losses(outputs["rgb"], self._gt(batch), self.config.loss, self.step, lpips_fn, weights)
+        if self.refinement is not None:  # the keys from step 0 (zero before the warm-up): every log has the same columns
+            zero = torch.zeros((), device=self.device)
+            priors = self.refinement.prior_loss(self.last_instant, self.avatar.center, self.avatar.radius) if self.training and self.last_instant >= 0 else {}
+            losses.update({key: priors.get(key, zero) for key in ("refine_size", "refine_smooth")})
+        return losses
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, torch.Tensor]:
         return {
@@ -208,7 +234,15 @@ class EAvatarModel(Model):
             "num_gaussians": torch.tensor(float(len(self.avatar.canonical))),
             "num_control": torch.tensor(float(self.last_num_control)),  # control-set size of this frame
             "deformation_splits": torch.tensor(float(self.densifier.last_splits)),  # at the latest refinement
+            **self.refinement_sizes(),
         }
+
+    def refinement_sizes(self) -> Dict[str, torch.Tensor]:
+        """RMS of the tracking residuals (rotation degrees, translation head radii, code), for the logs."""
+        if self.refinement is None:
+            return {}
+        summary = self.refinement.summary([])
+        return {f"refine_{k}": torch.tensor(v) for k, v in summary.items()}
 
     def get_image_metrics_and_images(self, outputs, batch):
         from eavatar.metrics.image import image_metrics

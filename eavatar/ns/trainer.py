@@ -134,7 +134,8 @@ class EAvatarTrainer(Trainer):
             subject=str(subject.root),
             step=self.step,
         )
-        return save_avatar(self.avatar_path(), model.avatar, info)
+        refinement = None if model.refinement is None else model.refinement.export()
+        return save_avatar(self.avatar_path(), model.avatar, info, refinement)
 
     def export_samples(self) -> list[Path]:
         """The canonical PLY and ground truth | render of the first test frame, for the MLflow run."""
@@ -158,7 +159,10 @@ class EAvatarTrainer(Trainer):
         """Export avatar.pt, log it with the canonical PLY and a sample render, close the MLflow run."""
         try:
             path = self.export_avatar()
-            self.run.log_metrics({"train/num_gaussians": float(len(self.pipeline.model.avatar.canonical))}, step=self.step)
+            model = self.pipeline.model
+            self.run.log_metrics({"train/num_gaussians": float(len(model.avatar.canonical))}, step=self.step)
+            if model.refinement is not None:  # the residuals' size per coefficient, where the tracker was corrected most
+                self.run.log_metrics({f"refine/{k}": v for k, v in model.refinement.summary(model.expression_labels).items()}, step=self.step)
             self.run.log_artifacts([path, self.base_dir / "config.yml"], artifact_path="checkpoint")
             self.run.log_artifacts(self.export_samples(), artifact_path="samples")
         except BaseException as err:

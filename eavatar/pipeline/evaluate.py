@@ -39,15 +39,19 @@ class EvalOptions:
     geometry_instants: int = 16  # per split: ground-truth meshes compared with the posed Gaussians (0: none)
     geometry_min_opacity: float = 0.5  # Gaussians at least this opaque are the avatar's surface
     retrack: str | bool = "auto"  # Face Landmarker re-tracking: "auto" (arkit52 subjects), true, false
+    fit_pose: str | bool = "auto"  # protocol (b), each frame's head pose fitted with the avatar frozen: "auto" (monocular subjects), true, false
+    fit_pose_steps: int = 30  # its Adam steps per frame (from the previous frame's fit in a sequence)
+    fit_pose_lr: float = 2e-3  # its learning rate (radians; head radii)
 
     @classmethod
     def from_params(cls, params_file: Path) -> "EvalOptions":
         """The ``evaluate`` section; ``split: X`` (one split, also the headline) is still read."""
         section = dict(load_params(params_file, "evaluate"))
         where = f"{params_file}: evaluate"
-        unknown = set(section) - {"split", "splits", "headline", "geometry_instants", "geometry_min_opacity", "retrack"}
+        known = ("splits", "headline", "geometry_instants", "geometry_min_opacity", "retrack", "fit_pose", "fit_pose_steps", "fit_pose_lr")
+        unknown = set(section) - {"split", *known}
         if unknown:
-            raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key (have splits, headline, geometry_instants, geometry_min_opacity, retrack)")
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key (have {', '.join(known)})")
         if "split" in section:
             if "splits" in section or "headline" in section:
                 raise ConfigError(f"{where}.split: give either split (one split) or splits + headline, not both")
@@ -57,9 +61,10 @@ class EvalOptions:
             splits = None if splits == "all" else [splits]
         elif not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
             raise ConfigError(f"{where}.splits: 'all' or a list of split names, got {splits!r}")
-        if section.get("retrack", "auto") not in ("auto", True, False):
-            raise ConfigError(f"{where}.retrack: auto, true or false, got {section['retrack']!r}")
-        for key, kind in (("geometry_instants", int), ("geometry_min_opacity", float)):
+        for key in ("retrack", "fit_pose"):
+            if section.get(key, "auto") not in ("auto", True, False):
+                raise ConfigError(f"{where}.{key}: auto, true or false, got {section[key]!r}")
+        for key, kind in (("geometry_instants", int), ("geometry_min_opacity", float), ("fit_pose_steps", int), ("fit_pose_lr", float)):
             if key in section:
                 try:
                     section[key] = kind(section[key])
@@ -105,12 +110,14 @@ def evaluate_splits(avatar_path: Path, data: Path, splits: list[str] | None, out
 
 
 def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: Path, options: EvalOptions, coverage: ExpressionCoverage) -> dict:
-    """Averages of one split; writes its per-frame CSVs and sample PNGs under ``out``."""
+    """Averages of one split under protocol (a), the tracker's codes and poses, and where
+    ``fit_pose`` says so (auto: monocular subjects) also under ``fitted_pose``, protocol (b): each
+    frame's head pose fitted to it with the avatar frozen, its code untouched
+    (eavatar.avatar.pose_fit). Writes per-frame CSVs and sample PNGs (ground truth | (a) | (b))."""
     from eavatar.avatar.drive import render_subject_frame
-    from eavatar.data.frames import load_ground_truth, load_region_map, read_mask, to_uint8
-    from eavatar.metrics.image import contour_errors, image_metrics
-    from eavatar.metrics.regions import region_metrics
-    from eavatar.metrics.temporal import FlickerMeter
+    from eavatar.avatar.pose_fit import fit_head_pose, fitted_pose
+    from eavatar.avatar.refinement import rotation_degrees
+    from eavatar.data.frames import frame_camera, frame_controls, load_ground_truth, to_uint8
 
     indices = sorted(subject.split(split), key=lambda i: (subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i])))
     if not len(indices):
@@ -119,52 +126,112 @@ def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: P
         raise SubjectError(f"{subject.transforms_path}: splits.{split}: no frames to evaluate")
     samples = {indices[k] for k in np.linspace(0, len(indices) - 1, SAMPLE_RENDERS).round().astype(int)}
     code_distances = dict(zip(indices, coverage.distances(subject.expressions[indices])))
-    rows, unavailable, flicker = [], None, FlickerMeter()
-    retrack, retrack_note = _retracker(subject, options)
+    tracker, retrack_note = _face_tracker(subject, options)
+    fit = options.fit_pose is True or (options.fit_pose == "auto" and len(subject.camera_ids()) == 1)
+    tracked = SplitScorer(subject, coverage, code_distances, tracker)
+    fitted = SplitScorer(subject, coverage, code_distances, tracker) if fit else None
+    previous: tuple[str, int, int, torch.Tensor] | None = None  # (sequence, camera, timestep, residual): the next frame's start
     try:
-        for i in indices:
+        for i in (int(k) for k in indices):
             seq, cam, t = subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i])
-            pred, gt = counted_pixels(subject, int(i), render_subject_frame(avatar, subject, int(i), background).rgb, load_ground_truth(subject, int(i), background))
-            row = {"frame": int(i), "sequence": seq, "camera": cam, "timestep": t, **image_metrics(pred, gt)}
-            row.update(code_distance=float(code_distances[i]), in_range=coverage.in_range(code_distances[i]))
-            unavailable = row.pop("lpips_unavailable", unavailable)
-            if subject.mask_paths[i] is not None:
-                (mask,) = counted_pixels(subject, int(i), read_mask(subject.mask_paths[i])[..., 0])
-                row.update(contour_errors(pred, gt, mask))
-            if subject.region_paths[i] is not None:
-                (regions,) = counted_pixels(subject, int(i), load_region_map(subject.region_paths[i]))
-                row.update(region_metrics(pred, gt, regions, subject.region_labels))
-            if retrack is not None:
-                (neutral,) = counted_pixels(subject, int(i), render_subject_frame(avatar, subject, int(i), background, expression=torch.zeros(avatar.d_exp)).rgb)
-                row.update(retrack.add(seq, cam, t, to_uint8(pred), to_uint8(gt), to_uint8(neutral)))
-            flicker.add(seq, cam, t, pred, gt)
-            rows.append(row)
+            gt = load_ground_truth(subject, i, background)
+            neutral = torch.zeros(avatar.d_exp) if tracker is not None else None
+            pred = render_subject_frame(avatar, subject, i, background).rgb
+            tracked.add(i, pred, gt, lambda: render_subject_frame(avatar, subject, i, background, expression=neutral).rgb)
+            if fitted is not None:
+                expression, head_pose = frame_controls(subject, i, background.device)
+                camera = frame_camera(subject, i, background.device)
+                start = previous[3] if previous is not None and previous[:3] == (seq, cam, t - 1) else None
+                residual = fit_head_pose(avatar, camera, expression, head_pose, gt, background, options.fit_pose_steps, options.fit_pose_lr, init=start)
+                previous = (seq, cam, t, residual)
+                with torch.no_grad():
+                    pose = fitted_pose(avatar, head_pose, residual)
+                    pred_b = avatar.render(camera, expression, pose, background).rgb
+                row = fitted.add(i, pred_b, gt, lambda: avatar.render(camera, neutral.to(pose), pose, background).rgb)
+                row.update(fit_rotation_deg=float(rotation_degrees(residual)), fit_translation=float(residual[3:].norm()))
             if i in samples:
-                iio.imwrite(out / f"sample_{split}_{int(i):05d}.png", to_uint8(torch.cat([gt, pred], dim=1)))
+                sheet = [gt, pred] + ([pred_b] if fitted is not None else [])
+                iio.imwrite(out / f"sample_{split}_{i:05d}.png", to_uint8(torch.cat(sheet, dim=1)))
     finally:
-        if retrack is not None:
-            retrack.tracker.close()
-    rows.sort(key=lambda r: r["frame"])
-    write_csv(out / f"per_frame_{split}.csv", rows)
-    summary = {"split": split, "num_frames": len(rows), "resolution": [int(v) for v in subject.image_sizes[indices[0]]]}
-    summary.update(average_rows(rows))
-    summary["flicker"] = flicker.mean()
-    if all("sq_error" in r for r in rows):  # the share of the squared error within 2 px of the mask's outline
-        total = sum(r["sq_error"] for r in rows)
-        summary["contour_error_share"] = sum(r["sq_error_contour"] for r in rows) / total if total > 0 else None
-    if retrack is not None:
-        from eavatar.metrics.retrack import summarise_retrack
-
-        summary.update(summarise_retrack(rows))
-    summary.update(coverage_summary(rows, coverage, retrack is not None))
-    if retrack is None and retrack_note:
+        if tracker is not None:
+            tracker.close()
+    summary = {"split": split, "num_frames": len(indices), "resolution": [int(v) for v in subject.image_sizes[indices[0]]]}
+    summary.update(tracked.summary(out / f"per_frame_{split}.csv"))
+    if retrack_note:
         summary["retrack_unavailable"] = retrack_note
-    if unavailable:
-        summary["lpips_unavailable"] = unavailable
     geometry = _geometry(avatar, subject, split, out, options)
     if geometry is not None:
         summary["geometry"] = geometry
+    if fitted is not None:
+        summary["fitted_pose"] = fitted.summary(out / f"per_frame_{split}_fitted_pose.csv")
+        rows = fitted.rows
+        summary["fitted_pose"].update(
+            fit_pose_steps=options.fit_pose_steps,
+            fit_rotation_deg=float(np.median([r["fit_rotation_deg"] for r in rows])),
+            fit_translation=float(np.median([r["fit_translation"] for r in rows])),
+        )
     return summary
+
+
+class SplitScorer:
+    """The per-frame metrics of one split under one protocol, and their averages."""
+
+    def __init__(self, subject, coverage: ExpressionCoverage, code_distances: dict, tracker):
+        from eavatar.metrics.temporal import FlickerMeter
+
+        self.subject, self.coverage, self.code_distances = subject, coverage, code_distances
+        self.rows: list[dict] = []
+        self.flicker = FlickerMeter()
+        self.unavailable = None
+        self.retrack = None
+        if tracker is not None:
+            from eavatar.metrics.retrack import RetrackMeter
+
+            self.retrack = RetrackMeter(tracker)
+
+    def add(self, i: int, pred: torch.Tensor, gt: torch.Tensor, neutral) -> dict:
+        """Score frame ``i``'s render ``pred`` against ``gt``; ``neutral()`` renders the avatar at the
+        neutral code (called only when re-tracking). Returns the frame's row."""
+        from eavatar.data.frames import load_region_map, read_mask, to_uint8
+        from eavatar.metrics.image import contour_errors, image_metrics
+        from eavatar.metrics.regions import region_metrics
+
+        subject = self.subject
+        seq, cam, t = subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i])
+        pred, gt = counted_pixels(subject, i, pred, gt)
+        self.flicker.add(seq, cam, t, pred, gt)
+        row = {"frame": i, "sequence": seq, "camera": cam, "timestep": t, **image_metrics(pred, gt)}
+        row.update(code_distance=float(self.code_distances[i]), in_range=self.coverage.in_range(self.code_distances[i]))
+        self.unavailable = row.pop("lpips_unavailable", self.unavailable)
+        if subject.mask_paths[i] is not None:
+            (mask,) = counted_pixels(subject, i, read_mask(subject.mask_paths[i])[..., 0])
+            row.update(contour_errors(pred, gt, mask))
+        if subject.region_paths[i] is not None:
+            (regions,) = counted_pixels(subject, i, load_region_map(subject.region_paths[i]))
+            row.update(region_metrics(pred, gt, regions, subject.region_labels))
+        if self.retrack is not None:
+            (neutral_render,) = counted_pixels(subject, i, neutral())
+            row.update(self.retrack.add(seq, cam, t, to_uint8(pred), to_uint8(gt), to_uint8(neutral_render)))
+        self.rows.append(row)
+        return row
+
+    def summary(self, table: Path) -> dict:
+        """Write the per-frame table; the averages (image, regions, flicker, outline, re-tracking, coverage)."""
+        rows = sorted(self.rows, key=lambda r: r["frame"])
+        write_csv(table, rows)
+        summary = average_rows(rows)
+        summary["flicker"] = self.flicker.mean()
+        if all("sq_error" in r for r in rows):  # the share of the squared error within 2 px of the mask's outline
+            total = sum(r["sq_error"] for r in rows)
+            summary["contour_error_share"] = sum(r["sq_error_contour"] for r in rows) / total if total > 0 else None
+        if self.retrack is not None:
+            from eavatar.metrics.retrack import summarise_retrack
+
+            summary.update(summarise_retrack(rows))
+        summary.update(coverage_summary(rows, self.coverage, self.retrack is not None))
+        if self.unavailable:
+            summary["lpips_unavailable"] = self.unavailable
+        return summary
 
 
 def coverage_summary(rows: list[dict], coverage: ExpressionCoverage, retracked: bool) -> dict:
@@ -188,15 +255,14 @@ def coverage_summary(rows: list[dict], coverage: ExpressionCoverage, retracked: 
     return out
 
 
-def _retracker(subject, options: EvalOptions):
-    """A RetrackMeter when this subject is re-tracked, else (None, why not when it should have been)."""
+def _face_tracker(subject, options: EvalOptions):
+    """A FaceTracker (image mode) when this subject is re-tracked, else (None, why not when it should have been)."""
     if options.retrack is False or (options.retrack == "auto" and subject.expression_space != "arkit52"):
         return None, None
     from eavatar.data.face_tracker import FaceModelMissing, FaceTracker
-    from eavatar.metrics.retrack import RetrackMeter
 
     try:
-        return RetrackMeter(FaceTracker(video=False)), None
+        return FaceTracker(video=False), None
     except FaceModelMissing as err:
         if options.retrack is True:
             raise

@@ -57,6 +57,7 @@ def test_every_split_but_train_with_the_headline_flat(workdir, tmp_path):
         assert summary["lpips"] == pytest.approx(table["lpips"].mean())
         assert summary["contour_error_share"] == pytest.approx(table["sq_error_contour"].sum() / table["sq_error"].sum()) and 0 < summary["contour_error_share"] < 1
         assert "aed" not in summary and "retrack_unavailable" not in summary  # not an arkit52 subject
+        assert "fitted_pose" not in summary  # fit_pose auto: several cameras see each head pose
         assert table["code_distance"].min() >= 0 and summary["code_distance_median"] == pytest.approx(table["code_distance"].median())
         # one training sequence of 3 instants, all within one window: no spread to call a range, said as None
         assert summary["in_range_threshold"] is None and summary["in_range_frames"] is None and summary["in_range"] is None
@@ -106,7 +107,9 @@ def test_params(tmp_path):
     assert EvalOptions.from_params(params(p, {"splits": ["test", "novel_view"], "retrack": False})).splits == ["test", "novel_view"]
     for bad, match in [({"spilts": "all"}, "evaluate.spilts: unknown key"), ({"splits": ["novel_view"]}, "evaluate.headline"),
                        ({"split": "test", "splits": "all"}, "not both"), ({"retrack": "yes"}, "evaluate.retrack"),
-                       ({"geometry_instants": "many"}, "evaluate.geometry_instants: expected a number")]:  # fmt: skip
+                       ({"geometry_instants": "many"}, "evaluate.geometry_instants: expected a number"),
+                       ({"fit_pose": "sometimes"}, "evaluate.fit_pose: auto, true or false"),
+                       ({"fit_pose_steps": "ten"}, "evaluate.fit_pose_steps: expected a number")]:  # fmt: skip
         with pytest.raises(ConfigError, match=match):
             EvalOptions.from_params(params(p, bad))
 
@@ -201,3 +204,29 @@ def test_only_the_valid_box_is_scored(video_workdir, tmp_path, monkeypatch):
     (tmp_path / "box").mkdir()
     document, _ = evaluate_video(boxed, tmp_path / "box")
     assert document["psnr"] == math.inf and document["ssim"] == pytest.approx(1.0)
+
+
+def test_fitted_pose_protocol_moves_the_pose_and_never_the_code(video_workdir, tmp_path, monkeypatch):
+    """Protocol (b) beside (a) on a monocular subject: its own table and averages, re-tracked too;
+    every render and fit of the stage uses the frame's own code (or the neutral one), never a fitted one."""
+    import torch
+
+    from eavatar.data.subject import load_subject
+
+    codes, real = [], HeadAvatar.frame
+
+    def spy(self, expression, head_pose, *args, **kwargs):
+        codes.append(expression.detach().clone())
+        return real(self, expression, head_pose, *args, **kwargs)
+
+    monkeypatch.setattr(HeadAvatar, "frame", spy)
+    document, tracked = evaluate_video(video_workdir, tmp_path)
+    fitted = document["fitted_pose"]
+    table = pd.read_csv(tmp_path / "eval" / "per_frame_test_fitted_pose.csv")
+    assert list(table["frame"]) == list(tracked["frame"]) and {"psnr", "mouth_psnr", "aed", "aed_neutral", "fit_rotation_deg", "fit_translation"} <= set(table.columns)
+    assert fitted["psnr"] == pytest.approx(table["psnr"].mean()) and fitted["fit_pose_steps"] == 30
+    assert fitted["retrack_frames"] + fitted["retrack_failed_render"] == 2 and "aed_vs_neutral" in fitted
+    assert table["fit_rotation_deg"].max() > 0  # the pose moved
+    subject = load_subject(video_workdir / "subject")
+    allowed = [torch.as_tensor(subject.expressions[i]) for i in subject.split("test")] + [torch.zeros(subject.d_exp)]
+    assert codes and all(any(torch.equal(c, a) for a in allowed) for c in codes)

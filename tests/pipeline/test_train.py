@@ -125,6 +125,7 @@ SMALL = {
                 "avatar": {"init": {"num_points": 1500}},
                 "loss": {"lpips_weight": 0.0},
                 "densify": {"refine_start": 20, "refine_stop": 100, "refine_every": 10, "grow_grad2d": 0.00005, "max_gaussians": 6000},
+                "refinement": {"enabled": True, "start_step": 10},  # tracking residuals from step 10: saved and resumed with the rest
             }
         },
     },
@@ -137,18 +138,23 @@ def eavatar_train(tmp_path: Path, out: str, **popen) -> subprocess.Popen:
 
 
 def canonical(path: Path) -> dict[str, torch.Tensor]:
+    """The canonical Gaussians and the tracking residuals of a checkpoint or an avatar.pt."""
     state = torch.load(path, map_location="cpu")  # weights-only, as nerfstudio's own tools load
     if "pipeline" in state:
+        refinement = {k.removeprefix("_model.refinement."): v for k, v in state["pipeline"].items() if k.startswith("_model.refinement.")}
         state = {k.removeprefix("_model.avatar."): v for k, v in state["pipeline"].items()}
     else:
+        refinement = state["refinement"]
         state = state["state_dict"]
-    return {k.split(".")[-1]: v for k, v in state.items() if k.startswith("canonical.params.")}
+    params = {k.split(".")[-1]: v for k, v in state.items() if k.startswith("canonical.params.")}
+    return {**params, "refine_pose": refinement["pose"], "refine_expression": refinement["expression"]}
 
 
 @pytest.mark.slow
 def test_a_killed_training_resumes_mid_refinement_as_if_never_stopped(tmp_path):
     """SIGKILL after the step-40 checkpoint, in the middle of densification, then run again:
-    the run goes on from step 40, keeps densifying, and ends where an uninterrupted run ends."""
+    the run goes on from step 40, keeps densifying and refining the tracking, and ends where an
+    uninterrupted run ends (the residuals of the poses and codes too)."""
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(SMALL))
     subprocess.run([*EAVATAR, "synthetic", "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "data")], check=True, capture_output=True)
     proc = eavatar_train(tmp_path, "killed")
@@ -163,12 +169,14 @@ def test_a_killed_training_resumes_mid_refinement_as_if_never_stopped(tmp_path):
     assert not (tmp_path / "killed" / "avatar.pt").exists()
     saved = sorted(ckpt_dir.glob("step-*.ckpt"))[-1]
     at_kill = canonical(saved)
+    assert at_kill["refine_pose"].abs().sum() > 0 and at_kill["refine_expression"].abs().sum() > 0, "the checkpoint lacks the residuals learnt before the kill"
     resumed = eavatar_train(tmp_path, "killed")
     log = resumed.communicate(timeout=900)[0]
     assert resumed.returncode == 0, log
     assert f"resuming from step {int(saved.stem.split('-')[1])} of 120" in log
     final = canonical(tmp_path / "killed" / "avatar.pt")
     assert len(final["means"]) != len(at_kill["means"]), "densification did not continue after the resume"
+    assert not torch.equal(final["refine_pose"], at_kill["refine_pose"]), "the residuals did not move after the resume"
     if len(final["means"]) >= len(at_kill["means"]):
         assert (final["means"][: len(at_kill["means"])] - at_kill["means"]).abs().max() > 0, "the Gaussians did not move after the resume"
     steps = [int(line.split(",")[0]) for line in (tmp_path / "killed.csv").read_text().splitlines()[1:]]
