@@ -74,3 +74,17 @@ def test_an_avatar_without_refinement_or_another_subject_is_refused(trained, tmp
         export_refined_subject(root / "avatar.pt", other, tmp_path / "b")
     with pytest.raises(EAvatarError, match=r"is the subject itself"):
         export_refined_subject(root / "avatar.pt", subject.root, subject.root)
+
+
+def test_the_notebook_view_plots_tracked_against_refined(trained):
+    from eavatar.ui.refinement_view import refinement_curves, refinement_figure
+
+    root, subject, _, refinement = trained
+    curves = refinement_curves(root / "avatar.pt", subject.root, strongest=3)
+    camera0 = [i for i in subject.split("train") if subject.camera_indices[i] == subject.camera_ids()[0]]
+    assert sorted(curves["frames"]) == sorted(camera0) and len(curves["labels"]) == 3
+    change = np.abs(curves["refined"] - curves["tracked"]).max(axis=0)
+    assert (change > 0).all() and (curves["rotation_deg"] > 0).all()
+    strongest = refinement.expression.detach().square().mean(0).sqrt().argmax()
+    assert curves["labels"][0] == subject.expression_labels[int(strongest)]
+    assert len(refinement_figure(root / "avatar.pt", subject.root).data) == 2 * 4 + 2
