@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -54,6 +55,8 @@ def main() -> int:
     parser.add_argument("--jitter", type=Path, nargs="*", default=[], help="video subjects (prepared with smoothing: 1) whose jitter sets the noise")
     parser.add_argument("--noise", type=float, nargs=3, metavar=("CODE", "DEGREES", "TRANSLATION"), help="noise sizes instead of --jitter")
     parser.add_argument("--clean", action="store_true", help="also train on the exact subject (the ceiling)")
+    parser.add_argument("--runs", nargs="+", default=["noisy", "noisy_refined"], choices=["clean", "noisy", "noisy_refined"], help="which trainings (--clean adds clean)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the refined run, e.g. optimizers.refine_expression.optimizer.lr=1e-2")
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts/refinement_check")
     parser.add_argument("--metrics", type=Path, default=ROOT / "metrics/refinement_check.json")
     args = parser.parse_args()
@@ -80,9 +83,16 @@ def main() -> int:
         "before": control_errors(truth, noisy_subject.expressions, noisy_subject.head_poses, train_frames),
         "runs": {},
     }
-    runs = [("noisy", noisy, params), ("noisy_refined", noisy, deep_merge(params, REFINE))]
-    if args.clean:
-        runs.insert(0, ("clean", args.data, params))
+    refined = deep_merge(params, REFINE)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        nested: dict = yaml.safe_load(value)
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        refined = deep_merge(refined, nested)
+    report["refined_overrides"] = args.set
+    runs = [("clean", args.data, params), ("noisy", noisy, params), ("noisy_refined", noisy, refined)]
+    runs = [r for r in runs if r[0] in args.runs or (r[0] == "clean" and args.clean)]
     for name, data, run_params in runs:
         avatar, scores, seconds = train_and_score(run_params, data, args.out, name)
         entry = {"test": scores, "train_seconds": seconds}

@@ -35,6 +35,10 @@ class RefinementConfig:
     enabled: bool = False
     """Learn a residual of each training instant's head pose and expression code (monocular video:
     on; a subject with exact codes, e.g. the synthetic one, needs none)."""
+    expression: bool = False
+    """Refine the codes too. Off: the generator has no fixed blendshape basis to anchor a code's
+    meaning, and on the synthetic check refined codes drifted away from the truth while poses came
+    back (docs/video.md, "Tracking refinement checked")."""
     start_step: int = 300
     """Warm-up: the residuals stay at zero until the avatar has a coarse head to align."""
     pose_size_weight: float = 1.0
@@ -114,8 +118,10 @@ class TrackingRefinement(nn.Module):
         return int(self.frame_instant[frame_index]) if 0 <= frame_index < len(self.frame_instant) else -1
 
     def refine(self, instant: int, expression: Tensor, head_pose: Tensor, center: Tensor, radius: Tensor | float) -> tuple[Tensor, Tensor]:
-        """A training frame's code [d_exp] and world-from-head pose [4, 4] with the residuals of its instant."""
-        return expression + self.expression[instant], head_pose @ pose_correction(self.pose[instant], center, radius)
+        """A training frame's code [d_exp] and world-from-head pose [4, 4] with the residuals of its
+        instant (the code's only with ``cfg.expression``)."""
+        code = expression + self.expression[instant] if self.cfg.expression else expression
+        return code, head_pose @ pose_correction(self.pose[instant], center, radius)
 
     def refined(self, instants: Tensor | int, center: Tensor, radius: Tensor | float) -> tuple[Tensor, Tensor]:
         """Refined codes [..., d_exp] and world-from-head poses [..., 4, 4] of training instants."""
@@ -126,7 +132,8 @@ class TrackingRefinement(nn.Module):
         """The priors at ``instant`` (the frame being trained): the size of its residuals, and the
         second difference of the refined trajectory through it (inside a sequence)."""
         cfg = self.cfg
-        losses = {"refine_size": cfg.pose_size_weight * self.pose[instant].square().sum() + cfg.expression_size_weight * self.expression[instant].square().mean()}
+        size = cfg.pose_size_weight * self.pose[instant].square().sum()
+        losses = {"refine_size": size + cfg.expression_size_weight * self.expression[instant].square().mean() if cfg.expression else size}
         if (cfg.pose_smooth_weight > 0 or cfg.expression_smooth_weight > 0) and self.has_neighbours[instant]:
             code, pose = self.refined(torch.arange(instant - 1, instant + 2), center, radius)
             scale = torch.tensor([1.0, 1.0, 1.0, 1.0 / float(radius)], device=pose.device)  # translation in head radii

@@ -115,7 +115,8 @@ class EAvatarModel(Model):
         groups["generator"] = list(self.avatar.generator.parameters())
         if self.refinement is not None:
             groups["refine_pose"] = [self.refinement.pose]
-            groups["refine_expression"] = [self.refinement.expression]
+            if self.config.refinement.expression:
+                groups["refine_expression"] = [self.refinement.expression]
         return groups
 
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:

@@ -40,7 +40,7 @@ class EvalOptions:
     geometry_min_opacity: float = 0.5  # Gaussians at least this opaque are the avatar's surface
     retrack: str | bool = "auto"  # Face Landmarker re-tracking: "auto" (arkit52 subjects), true, false
     fit_pose: str | bool = "auto"  # protocol (b), each frame's head pose fitted with the avatar frozen: "auto" (monocular subjects), true, false
-    fit_pose_steps: int = 30  # its Adam steps per frame (from the previous frame's fit in a sequence)
+    fit_pose_steps: int = 20  # its Adam steps per frame (from the previous frame's fit in a sequence)
     fit_pose_lr: float = 2e-3  # its learning rate (radians; head radii)
 
     @classmethod

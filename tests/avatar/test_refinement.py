@@ -60,7 +60,7 @@ def test_residuals_start_at_zero_and_leave_the_tracked_controls_as_they_are(subj
 
 
 def test_priors_penalise_size_and_the_second_difference_inside_a_sequence(subject):
-    cfg = RefinementConfig(enabled=True, pose_size_weight=1.0, expression_size_weight=1.0, pose_smooth_weight=1.0, expression_smooth_weight=1.0)
+    cfg = RefinementConfig(enabled=True, expression=True, pose_size_weight=1.0, expression_size_weight=1.0, pose_smooth_weight=1.0, expression_smooth_weight=1.0)
     ref = TrackingRefinement.for_subject(cfg, subject)
     center, radius = torch.zeros(3), torch.tensor(1.0)
     assert float(ref.prior_loss(1, center, radius)["refine_size"].detach()) == 0
@@ -110,7 +110,7 @@ def test_refinement_through_the_renderer_moves_noisy_controls_back_to_the_truth(
     else:
         noise = 0.015 * torch.randn(T, 6, generator=gen)  # a tracker's size: ~1.5 degrees, 1.5% of the head radius
         noisy_poses = torch.stack([true_poses[k] @ pose_correction(noise[k], avatar.center, avatar.radius) for k in range(T)])
-    ref = TrackingRefinement(RefinementConfig(enabled=True, pose_size_weight=0.0, expression_size_weight=0.0), [("s", t) for t in range(T)], np.arange(T), noisy_codes, noisy_poses)
+    ref = TrackingRefinement(RefinementConfig(enabled=True, expression=True, pose_size_weight=0.0, expression_size_weight=0.0), [("s", t) for t in range(T)], np.arange(T), noisy_codes, noisy_poses)
 
     def error():
         with torch.no_grad():

@@ -224,7 +224,7 @@ def test_fitted_pose_protocol_moves_the_pose_and_never_the_code(video_workdir, t
     fitted = document["fitted_pose"]
     table = pd.read_csv(tmp_path / "eval" / "per_frame_test_fitted_pose.csv")
     assert list(table["frame"]) == list(tracked["frame"]) and {"psnr", "mouth_psnr", "aed", "aed_neutral", "fit_rotation_deg", "fit_translation"} <= set(table.columns)
-    assert fitted["psnr"] == pytest.approx(table["psnr"].mean()) and fitted["fit_pose_steps"] == 30
+    assert fitted["psnr"] == pytest.approx(table["psnr"].mean()) and fitted["fit_pose_steps"] == 20
     assert fitted["retrack_frames"] + fitted["retrack_failed_render"] == 2 and "aed_vs_neutral" in fitted
     assert table["fit_rotation_deg"].max() > 0  # the pose moved
     subject = load_subject(video_workdir / "subject")

@@ -125,7 +125,7 @@ SMALL = {
                 "avatar": {"init": {"num_points": 1500}},
                 "loss": {"lpips_weight": 0.0},
                 "densify": {"refine_start": 20, "refine_stop": 100, "refine_every": 10, "grow_grad2d": 0.00005, "max_gaussians": 6000},
-                "refinement": {"enabled": True, "start_step": 10},  # tracking residuals from step 10: saved and resumed with the rest
+                "refinement": {"enabled": True, "expression": True, "start_step": 10},  # tracking residuals from step 10: saved and resumed with the rest
             }
         },
     },
