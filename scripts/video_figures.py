@@ -6,9 +6,13 @@
 docs/images/video_masks.png: per clip, three training frames, each as the crop with the mask's
 outline in red | the region map over it | composited over white (what training sees).
 docs/images/video_results.png: per clip, the first, middle and last of the evaluation's test
-samples (ground truth | render).
-Printed: the results table (markdown) from metrics/video/<name>_{prepare,eval}.json and the
-training wall time of the latest MLflow run `train-video-<name>`.
+samples (ground truth | render at the tracked pose, protocol (a) | at the fitted pose, (b)).
+docs/images/video_refinement.png: per clip trained with tracking refinement, the head pose
+correction it learnt for each training frame over time (eavatar.ui.refinement_view).
+Printed: the results table (markdown) from metrics/video/<name>_{prepare,eval}.json, the
+training frames' scores (metrics/video/<name>_train_frames.json, where written: `eavatar
+evaluate` of the train split) and the training wall time of the latest MLflow run
+`train-video-<name>`.
 """
 
 from __future__ import annotations
@@ -73,25 +77,57 @@ def table_row(name: str) -> str:
     prep = json.loads(Path(f"metrics/video/{name}_prepare.json").read_text())
     report = json.loads((Path("data/video") / name / "prepare_report.json").read_text())
     meta = json.loads((Path("data/video") / name / "transforms.json").read_text())
+    train_path = Path(f"metrics/video/{name}_train_frames.json")
+    fit = json.loads(train_path.read_text()) if train_path.is_file() else {}
     dropped = len(report["dropped_no_face"]) + len(report["dropped_bad_mask"])
     n_train, n_test = (len(meta["splits"][s]["frames"]) for s in ("train", "test"))
-    inside = ev.get("in_range") or {}
+    b = ev.get("fitted_pose") or {}
     minutes = training_minutes(name)
 
     def f(v, digits=2):
         return "n/a" if v is None else f"{v:.{digits}f}"
 
     return (
-        f"| {name} | {n_train} / {n_test} ({dropped} dropped) | {f(ev['psnr'])} | {f(ev['ssim'], 3)} | {f(ev['lpips'], 3)} | {f(ev['mouth_psnr'])} | {f(ev['eyes_psnr'])} "
-        f"| {f(ev.get('aed'), 3)} / {f(ev.get('aed_neutral'), 3)} = {f(ev.get('aed_vs_neutral'))} | {f(ev.get('contour_error_share'))} "
-        f"| {ev.get('in_range_frames')}: {f(inside.get('psnr'))} / {f(inside.get('aed_vs_neutral'))} | {prep['frames_per_second']:.1f} | {f(minutes, 1)} |"
+        f"| {name} | {n_train} / {n_test} ({dropped} dropped) | {f(ev['psnr'])} / {f(b.get('psnr'))} | {f(ev['ssim'], 3)} / {f(b.get('ssim'), 3)} "
+        f"| {f(ev['mouth_psnr'])} / {f(b.get('mouth_psnr'))} | {f(ev['eyes_psnr'])} / {f(b.get('eyes_psnr'))} "
+        f"| {f(ev.get('aed_vs_neutral'))} / {f(b.get('aed_vs_neutral'))} | {f(ev.get('contour_error_share'))} / {f(b.get('contour_error_share'))} "
+        f"| {f(b.get('fit_rotation_deg'))} | {f(fit.get('psnr'))} / {f(fit.get('mouth_psnr'))} | {prep['seconds']:.0f} | {f(minutes, 1)} |"
     )
 
 
 TABLE_HEADER = (
-    "| clip | train / test frames | PSNR | SSIM | LPIPS | mouth PSNR | eyes PSNR | AED render / neutral = ratio | error share at the outline | in-range test frames: PSNR / AED ratio | prepare frames/s | training min |\n"
+    "| clip | train / test frames | PSNR (a) / (b) | SSIM (a) / (b) | mouth PSNR (a) / (b) | eyes PSNR (a) / (b) | AED ratio (a) / (b) | error share at the outline (a) / (b) "
+    "| fitted pose correction (median deg) | training frames: PSNR / mouth | prepare s | training min |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def refinement_panel(name: str) -> np.ndarray | None:
+    """The pose correction refinement learnt per training frame of clip ``name`` (None: trained without)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eavatar.avatar.checkpoint import load_refinement
+    from eavatar.ui.refinement_view import refinement_curves
+
+    avatar = Path("artifacts/video") / name / "train" / "avatar.pt"
+    if not avatar.is_file() or load_refinement(avatar) is None:
+        return None
+    c = refinement_curves(avatar, Path("data/video") / name)
+    fig, ax = plt.subplots(figsize=(8, 1.8), dpi=100)
+    ax.plot(c["timestep"], c["rotation_deg"], label="rotation (deg)")
+    ax.plot(c["timestep"], 100 * c["shift"], label="shift (% head radius)")
+    ax.set_title(f"{name}: head pose correction per training frame", fontsize=9)
+    ax.set_xlabel("frame", fontsize=8)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
 
 
 def main() -> None:
@@ -119,6 +155,10 @@ def main() -> None:
     iio.imwrite(args.out / "video_masks.png", vstack(mask_rows))
     iio.imwrite(args.out / "video_results.png", vstack(result_rows))
     print(f"wrote {args.out / 'video_masks.png'} and {args.out / 'video_results.png'}")
+    panels = [panel for name in args.names if (panel := refinement_panel(name)) is not None]
+    if panels:
+        iio.imwrite(args.out / "video_refinement.png", vstack(panels))
+        print(f"wrote {args.out / 'video_refinement.png'}")
     print(TABLE_HEADER)
     for name in args.names:
         print(table_row(name))
