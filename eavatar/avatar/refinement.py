@@ -33,8 +33,9 @@ class RefinementConfig:
     the optimiser groups ``refine_pose`` and ``refine_expression``)."""
 
     enabled: bool = False
-    """Learn a residual of each training instant's head pose and expression code (monocular video:
-    on; a subject with exact codes, e.g. the synthetic one, needs none)."""
+    """Learn a residual of each training instant's head pose (and code, ``expression``). Off by
+    default and in train_video: on d10 it fits the training frames better but not the held-out
+    ones (docs/video.md); on for a subject whose poses are known to be noisy, or to export them."""
     expression: bool = False
     """Refine the codes too. Off: the generator has no fixed blendshape basis to anchor a code's
     meaning, and on the synthetic check refined codes drifted away from the truth while poses came
