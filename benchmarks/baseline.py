@@ -107,6 +107,22 @@ def interleaved(rev: str, script: str, args: list[str], rounds: int, request: st
     return tuple({"info": servers[name].info, "times": times[name]} for name in ("current", "baseline"))
 
 
+def timed_step(trainer, step: int) -> float:
+    """Milliseconds of one real training step of a set-up nerfstudio trainer: the callbacks before,
+    ``train_iteration`` (data, render, loss, backward, optimiser steps) and the callbacks after."""
+    import time
+
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    t = time.perf_counter()
+    for callback in trainer.callbacks:
+        callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+    trainer.train_iteration(step)
+    for callback in trainer.callbacks:
+        callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    return 1000 * (time.perf_counter() - t)
+
+
 def package_path() -> str:
     """Where ``eavatar`` was imported from (a baseline run must name its worktree)."""
     import eavatar

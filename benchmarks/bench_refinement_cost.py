@@ -15,9 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import timed_step  # noqa: E402
 
 
 def main() -> None:
@@ -31,8 +34,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from nerfstudio.engine.callbacks import TrainingCallbackLocation
-
     from eavatar.config import load_params
     from eavatar.pipeline.ablation import deep_merge
     from eavatar.pipeline.train import training_config
@@ -51,13 +52,7 @@ def main() -> None:
             times = []
             for _ in range(steps):
                 step += 1
-                t = time.perf_counter()
-                for callback in trainer.callbacks:
-                    callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-                trainer.train_iteration(step)
-                for callback in trainer.callbacks:
-                    callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
-                times.append(1000 * (time.perf_counter() - t))
+                times.append(timed_step(trainer, step))
             return times
 
         run(args.warmup, True)

@@ -23,11 +23,10 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline import interleaved, package_path, ratio, reply, report  # noqa: E402
+from baseline import interleaved, package_path, ratio, reply, report, timed_step  # noqa: E402
 
 RUN = Path("artifacts/train/nerfstudio/eavatar/run")
 
@@ -36,8 +35,6 @@ def serve(params: Path, data: Path, run: Path, threads: int | None) -> None:
     """Set the trainer up from the demo's last checkpoint, then time the steps each stdin line asks for."""
     import torch
     import yaml
-    from nerfstudio.engine.callbacks import TrainingCallbackLocation
-
     from eavatar.pipeline.train import latest_step, training_config
 
     if threads:
@@ -56,13 +53,7 @@ def serve(params: Path, data: Path, run: Path, threads: int | None) -> None:
         def one_step() -> float:
             nonlocal step
             step += 1
-            t = time.perf_counter()
-            for callback in trainer.callbacks:
-                callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-            trainer.train_iteration(step)
-            for callback in trainer.callbacks:
-                callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
-            return 1000 * (time.perf_counter() - t)
+            return timed_step(trainer, step)
 
         for _ in range(3):  # warm-up: compiled kernels, caches
             one_step()

@@ -317,6 +317,28 @@ def _check_splits(subject: Subject, r: _Reader) -> None:
         raise r.fail("splits", f"train and test share {len(overlap)} frames (first: frames[{overlap[0]}])")
 
 
+#: The fields of a frame that name a file, relative to the subject's folder.
+FRAME_FILE_KEYS = ("file_path", "fg_mask_path", "region_path", "mesh_path")
+
+
+def transforms_moved_to(subject: Subject, out: str | Path) -> dict:
+    """``subject``'s transforms.json with every file path (frames' and the template mesh) made
+    relative to ``out``: a copy of the subject written there still finds the same files."""
+    target = Path(out).resolve()
+    meta = json.loads(subject.transforms_path.read_text())
+
+    def moved(path: str) -> str:
+        return os.path.relpath((subject.root / path).resolve(), target)
+
+    for frame in meta["frames"]:
+        for key in FRAME_FILE_KEYS:
+            if frame.get(key) is not None:
+                frame[key] = moved(frame[key])
+    if meta.get("template_mesh") is not None:
+        meta["template_mesh"] = moved(meta["template_mesh"])
+    return meta
+
+
 def write_transforms(root: str | Path, transforms: dict) -> Path:
     """Write ``root``/transforms.json atomically, then validate it (files are not checked)."""
     root = Path(root)

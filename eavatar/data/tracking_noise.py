@@ -10,15 +10,13 @@ refined values move back (:func:`control_errors`) and what that buys on test.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from eavatar.data.subject import Subject, load_subject, write_transforms
+from eavatar.data.subject import Subject, load_subject, transforms_moved_to, write_transforms
 
 #: For i.i.d. noise of std s, x_t - (x_t-1 + x_t+1) / 2 has std s * sqrt(1.5); MAD -> std for a Gaussian.
 SECOND_DIFFERENCE_GAIN = float(np.sqrt(1.5))
@@ -86,15 +84,10 @@ def perturb_training_instants(data: Path, out: Path, noise: TrackingNoise, seed:
     subject = load_subject(data)
     rng = np.random.default_rng(seed)
     radius = head_radius(subject)
-    meta = json.loads(subject.transforms_path.read_text())
+    meta = transforms_moved_to(subject, out)
     train = set(int(i) for i in subject.split("train"))
     draws: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(meta["frames"]):
-        for key in ("file_path", "fg_mask_path", "region_path", "mesh_path"):
-            if frame.get(key) is not None:
-                frame[key] = os.path.relpath((subject.root / frame[key]).resolve(), out.resolve())
         if i not in train:
             continue
         instant = (subject.sequences[i], int(subject.timesteps[i]))
@@ -111,8 +104,6 @@ def perturb_training_instants(data: Path, out: Path, noise: TrackingNoise, seed:
         pose = subject.head_poses[i].astype(np.float64)
         frame["expression"] = (subject.expressions[i] + dcode).tolist()
         frame["head_pose"] = np.block([[dR @ pose[:3, :3], (pose[:3, 3] + dt)[:, None]], [np.zeros((1, 3)), np.ones((1, 1))]]).tolist()
-    if meta.get("template_mesh") is not None:
-        meta["template_mesh"] = os.path.relpath((subject.root / meta["template_mesh"]).resolve(), out.resolve())
     meta["perturbed_from"] = {"subject": str(subject.root), "seed": seed, **asdict(noise)}
     path = write_transforms(out, meta)
     load_subject(out)

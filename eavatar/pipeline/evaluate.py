@@ -131,11 +131,11 @@ def evaluate_split(avatar, subject, split: str, background: torch.Tensor, out: P
     tracked = SplitScorer(subject, coverage, code_distances, tracker)
     fitted = SplitScorer(subject, coverage, code_distances, tracker) if fit else None
     previous: tuple[str, int, int, torch.Tensor] | None = None  # (sequence, camera, timestep, residual): the next frame's start
+    neutral = torch.zeros(avatar.d_exp)  # the code the re-tracking's reference render uses
     try:
         for i in (int(k) for k in indices):
             seq, cam, t = subject.sequences[i], int(subject.camera_indices[i]), int(subject.timesteps[i])
             gt = load_ground_truth(subject, i, background)
-            neutral = torch.zeros(avatar.d_exp) if tracker is not None else None
             pred = render_subject_frame(avatar, subject, i, background).rgb
             tracked.add(i, pred, gt, lambda: render_subject_frame(avatar, subject, i, background, expression=neutral).rgb)
             if fitted is not None:

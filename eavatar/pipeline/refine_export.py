@@ -9,8 +9,6 @@ the tracker's values.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -53,31 +51,21 @@ def refined_controls(avatar_path: Path, data: Path) -> tuple[np.ndarray, np.ndar
 def export_refined_subject(avatar_path: Path, data: Path, out: Path) -> Path:
     """Write ``out``/transforms.json: ``data``'s, its training frames' ``expression`` and ``head_pose``
     refined, file paths pointing at ``data``'s files; validated (files included). Returns its path."""
-    from eavatar.data.subject import load_subject, write_transforms
+    from eavatar.data.subject import load_subject, transforms_moved_to, write_transforms
 
     subject = load_subject(data)
     expressions, poses, changed = refined_controls(avatar_path, data)
-    meta = json.loads(subject.transforms_path.read_text())
     out = Path(out)
     if out.resolve() == subject.root.resolve():
         raise EAvatarError(f"{out}: is the subject itself; export the refined subject to another folder")
-    out.mkdir(parents=True, exist_ok=True)
-
-    def moved(path: str) -> str:
-        return os.path.relpath((subject.root / path).resolve(), out.resolve())
-
+    meta = transforms_moved_to(subject, out)
     for i, frame in enumerate(meta["frames"]):
-        for key in ("file_path", "fg_mask_path", "region_path", "mesh_path"):
-            if frame.get(key) is not None:
-                frame[key] = moved(frame[key])
         if changed[i]:
             frame["expression"] = [float(v) for v in expressions[i]]
             R = poses[i][:3, :3]
             u, _, vt = np.linalg.svd(R)  # float64 product of rotations: re-orthonormalise to the format's tolerance
             poses[i][:3, :3] = u @ vt
             frame["head_pose"] = poses[i].tolist()
-    if meta.get("template_mesh") is not None:
-        meta["template_mesh"] = moved(meta["template_mesh"])
     meta["refined_from"] = {"subject": str(subject.root), "avatar": str(avatar_path), "frames": int(changed.sum())}
     path = write_transforms(out, meta)
     load_subject(out)  # the files too: a subject a user can train on

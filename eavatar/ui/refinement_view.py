@@ -20,7 +20,8 @@ def refinement_curves(avatar_path: Path, data: Path, strongest: int = 4) -> dict
     subject = load_subject(data)
     expressions, poses, changed = refined_controls(avatar_path, data)
     camera = subject.camera_ids()[0]
-    frames = np.concatenate([f for s in subject.sequence_names() if len(f := subject.frames_of_sequence(s, camera)[changed[subject.frames_of_sequence(s, camera)]])])
+    in_time = [subject.frames_of_sequence(s, camera) for s in subject.sequence_names()]
+    frames = np.concatenate([f[changed[f]] for f in in_time])
     change = expressions[frames] - subject.expressions[frames]
     order = np.argsort(-np.sqrt((change**2).mean(0)))[:strongest]
     relative = np.linalg.inv(subject.head_poses[frames].astype(np.float64)) @ poses[frames]
