@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Type
@@ -11,9 +12,11 @@ from typing import Type
 import numpy as np
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from eavatar.avatar.checkpoint import AvatarInfo, first_line, save_avatar
 from eavatar.errors import CheckpointError
+from eavatar.threads import ThreadGovernor
 from eavatar.tracking.history import append_history, truncate_history
 from eavatar.tracking.mlflow_run import TrackedRun
 
@@ -29,6 +32,13 @@ class EAvatarTrainerConfig(TrainerConfig):
     """Steps between loss/metric logs to MLflow."""
     mlflow_run_name: str = ""
     """Name of the MLflow run (default: train-<timestamp>); the ablation names its runs."""
+    threads: int = 0
+    """Compute threads (torch and numba): 0 = the cores other processes leave free, re-checked every
+    ``threads_every`` steps (two threads beside a busy process are several times slower than one;
+    eavatar/threads.py). The count changes the order of floating-point sums, so a run is
+    reproducible bit for bit at a fixed count: pin one (e.g. 2) to compare runs across loads."""
+    threads_every: int = 100
+    """Steps between re-checks of the other processes' load (with ``threads: 0``; 0: chosen once, at the start)."""
 
 
 class EAvatarTrainer(Trainer):
@@ -36,7 +46,11 @@ class EAvatarTrainer(Trainer):
 
     def setup(self, test_mode="val") -> None:
         total = self.config.max_num_iterations  # the run's length, counted from step 0
+        self.threads = ThreadGovernor(self.config.threads)  # watches the cores from here: set-up is the first window
         super().setup(test_mode=test_mode)
+        self.threads.update()
+        CONSOLE.print(self.threads.describe())
+        self.last_log = (self.step, time.perf_counter())  # for train/step_ms: wall time a step between logs
         # Resumed from a checkpoint: run only the steps left, and save under the real step
         # even when none are left.
         self.config.max_num_iterations = max(total - self._start_step, 0)
@@ -53,6 +67,7 @@ class EAvatarTrainer(Trainer):
                 "data": str(cfg.pipeline.datamanager.dataparser.data),
                 "device": str(self.device),
                 "start_step": self._start_step,
+                "threads": self.config.threads or f"auto ({self.threads.threads} at start)",
             }
         )
 
@@ -108,14 +123,25 @@ class EAvatarTrainer(Trainer):
             raise
 
     def train_iteration(self, step: int):
+        if self.config.threads_every > 0 and step % self.config.threads_every == 0 and self.threads.update() is not None:
+            CONSOLE.print(f"step {step}: {self.threads.describe()}")
         loss, loss_dict, metrics_dict = super().train_iteration(step)
         if step % self.config.mlflow_log_every == 0:
             values = {f"loss/{k}": float(v.detach()) for k, v in loss_dict.items()}
             values.update({f"train/{k}": float(v) for k, v in metrics_dict.items()})
             values["loss/total"] = float(loss.detach())
-            self.run.log_metrics(values, step=step)
+            self.run.log_metrics({**values, **self.speed(step)}, step=step)
             append_history(self.history_path(), step, values)
         return loss, loss_dict, metrics_dict
+
+    def speed(self, step: int) -> dict[str, float | None]:
+        """For MLflow only (history.csv stays the same run to run): the compute threads, and the
+        wall time a step since the previous log, everything included (callbacks, eval images,
+        checkpoints; None at the first log)."""
+        now = time.perf_counter()
+        last_step, last_time = self.last_log
+        self.last_log = (step, now)
+        return {"train/threads": float(self.threads.threads), "train/step_ms": 1000 * (now - last_time) / (step - last_step) if step > last_step else None}
 
     def history_path(self) -> Path:
         return self.base_dir / "history.csv"

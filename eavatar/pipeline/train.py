@@ -23,8 +23,9 @@ from eavatar.ns.trainer import EAvatarTrainerConfig
 from eavatar.provenance import code_hash
 
 RUN_NAME = "run"  # a fixed timestamp: checkpoints at a stable path that a re-run can resume
-#: Fields that say where a run goes, not what it computes: left out of the resume fingerprint.
-PLUMBING = ("output_dir", "experiment_name", "timestamp", "vis", "load_dir", "load_step", "load_checkpoint", "relative_model_dir", "viewer", "logging", "mlflow_run_name")
+#: Fields that say where a run goes or how fast, not what it computes: left out of the resume
+#: fingerprint (the thread count changes only the order of floating-point sums).
+PLUMBING = ("output_dir", "experiment_name", "timestamp", "vis", "load_dir", "load_step", "load_checkpoint", "relative_model_dir", "viewer", "logging", "mlflow_run_name", "threads", "threads_every")
 
 
 def training_config(overrides: dict[str, Any], data: Path, out: Path, where: str) -> EAvatarTrainerConfig:

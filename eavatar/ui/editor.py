@@ -7,11 +7,9 @@ here so it is tested like the rest of the package.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -22,6 +20,7 @@ from eavatar.avatar.model import HeadAvatar
 from eavatar.data.expression_labels import group_labels
 from eavatar.data.frames import to_uint8
 from eavatar.data.subject import Subject
+from eavatar.threads import cpu_threads
 
 
 def head_pose_matrix(reference: Tensor, yaw_deg: float, pitch_deg: float) -> Tensor:
@@ -43,20 +42,6 @@ def render_threads() -> int:
     158 ms p90 against 44 / 47 ms (OpenMP threads wait on each other; docs/benchmarks.md).
     """
     return max(1, min(4, (os.cpu_count() or 1) - 1))
-
-
-@contextmanager
-def cpu_threads(n: int | None):
-    """Run torch's and numba's compute on ``n`` threads (None: leave as is), then restore."""
-    before = torch.get_num_threads(), numba.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before[0])
-        numba.set_num_threads(before[1])
 
 
 @dataclass

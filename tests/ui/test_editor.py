@@ -7,7 +7,7 @@ from plyfile import PlyData
 
 from eavatar.data.synthetic import SyntheticConfig, generate_synthetic_subject
 from eavatar.data.expression_labels import group_labels
-from eavatar.ui.editor import ExpressionEditor, build_widget, cpu_threads, render_threads
+from eavatar.ui.editor import ExpressionEditor, build_widget, render_threads
 from tests.avatar.conftest import make_avatar
 
 
@@ -81,12 +81,3 @@ def test_video_of_a_track(editor, tmp_path):
 def test_render_threads_leave_a_core_for_the_browser(monkeypatch, cores, threads):
     monkeypatch.setattr("eavatar.ui.editor.os.cpu_count", lambda: cores)
     assert render_threads() == threads
-
-
-def test_cpu_threads_sets_and_restores_torch_and_numba():
-    import numba
-
-    before = torch.get_num_threads(), numba.get_num_threads()
-    with cpu_threads(1):
-        assert (torch.get_num_threads(), numba.get_num_threads()) == (1, 1)
-    assert (torch.get_num_threads(), numba.get_num_threads()) == before
