@@ -12,7 +12,7 @@ optimiser and scheduler steps, and the callbacks after the step (densification).
 phase: before densification (< refine_start), during it, after it (refine_stop onwards). Every
 ``--ops-every`` steps, 10 steps run under torch's profiler: the top operators by self CPU time
 of each phase, the backward's attributed to its autograd node. What the full loop adds (eval images,
-checkpoints, logging) is in the run's ``train/step_ms`` (MLflow, history.csv). docs/benchmarks.md.
+checkpoints, logging) is in the run's ``train/step_ms`` (MLflow). docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -54,8 +54,7 @@ def test_core_watch_counts_other_processes_on_its_cores_only(monkeypatch):
 
 def test_governor_drops_to_one_thread_under_load_and_comes_back(monkeypatch):
     clock = FakeClock(monkeypatch)
-    before = torch.get_num_threads(), numba.get_num_threads()
-    try:
+    with cpu_threads(None):  # restores the counts afterwards
         torch.set_num_threads(2)
         governor = ThreadGovernor(watch=CoreWatch(cores=[0, 1]))
         clock.advance(5, busy=[1.0, 1.0, 0.0], own=2.0)  # alone: both cores are ours
@@ -66,20 +65,14 @@ def test_governor_drops_to_one_thread_under_load_and_comes_back(monkeypatch):
         assert "other processes kept 0.9 busy" in governor.describe()
         clock.advance(5, busy=[1.0, 0.1, 0.0], own=1.0)  # it finished
         assert governor.update() == 2 and torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before[0])
-        numba.set_num_threads(before[1])
 
 
 def test_fixed_threads_are_not_watched():
-    before = torch.get_num_threads()
-    try:
+    with cpu_threads(None):
         governor = ThreadGovernor(fixed=1)
         assert governor.watch is None
         governor.update()
         assert torch.get_num_threads() == 1 and governor.describe() == "compute threads: 1 (fixed)"
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_core_watch_sees_a_real_busy_process():

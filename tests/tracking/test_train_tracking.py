@@ -64,16 +64,15 @@ def test_training_logs_its_threads_and_step_time_to_mlflow_not_to_the_history(tm
     import torch
     from mlflow.tracking import MlflowClient
 
+    from eavatar.threads import cpu_threads
+
     cfg = tiny_config(tmp_path, monkeypatch, "threads")
     cfg.mlflow_log_every, cfg.threads, cfg.threads_every = 2, 1, 2
-    before = torch.get_num_threads()
-    try:
+    with cpu_threads(None):  # restores the counts the training set
         trainer = cfg.setup(local_rank=0, world_size=1)
         trainer.setup()
         trainer.train()
         assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
     assert "compute threads: 1 (fixed)" in capsys.readouterr().out
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("eavatar-threads").experiment_id])
