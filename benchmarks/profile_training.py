@@ -30,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import timed_step  # noqa: E402
 
+#: Steps of each window under torch's profiler.
+PROFILED_STEPS = 10
 PARTS = ("data", "generator", "rasterise", "losses", "optimiser", "callbacks_after")
 
 
@@ -56,10 +58,14 @@ class PartTimer:
         return out
 
 
-def op_table(prof, top: int) -> list[dict]:
-    """The ``top`` operators by self CPU time (ms per step), autograd nodes named by their function."""
+def op_table(prof, top: int, steps: int) -> list[dict]:
+    """The ``top`` operators by self CPU time over ``steps`` profiled steps: ms and calls a step,
+    autograd nodes named by their function."""
     rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
-    return [{"op": e.key.replace("autograd::engine::evaluate_function: ", "backward: "), "self_ms": round(e.self_cpu_time_total / 1000, 2), "calls": e.count} for e in rows]
+    return [
+        {"op": e.key.replace("autograd::engine::evaluate_function: ", "backward: "), "self_ms": round(e.self_cpu_time_total / 1000 / steps, 2), "calls": round(e.count / steps, 1)}
+        for e in rows
+    ]
 
 
 def main() -> None:
@@ -106,12 +112,12 @@ def main() -> None:
         for step in range(1, args.until + 1):
             if step % args.ops_every == 0:
                 with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-                    for k in range(10):
+                    for k in range(PROFILED_STEPS):
                         timed_step(trainer, step + k)
-                ops[phase(step)].append({"step": step, "ops": op_table(prof, args.top)})
+                ops[phase(step)].append({"step": step, "ops": op_table(prof, args.top, PROFILED_STEPS)})
                 timer.take()
                 continue
-            if step % args.ops_every < 10:  # inside a profiled window
+            if step % args.ops_every < PROFILED_STEPS:  # inside a profiled window
                 continue
             total = timed_step(trainer, step)
             parts = timer.take()

@@ -13,7 +13,7 @@ from eavatar.provenance import PACKAGE_ROOT, imported_modules
 
 #: Bottom to top; folders on one line form one layer.
 LAYERS = [
-    ("eavatar", "config", "errors", "provenance", "quiet", "threads"),
+    ("eavatar", "allocator", "config", "errors", "provenance", "quiet", "threads"),
     ("render",),
     ("data",),
     ("avatar",),

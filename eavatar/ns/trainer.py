@@ -14,6 +14,7 @@ import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from eavatar.allocator import keep_freed_memory
 from eavatar.avatar.checkpoint import AvatarInfo, first_line, save_avatar
 from eavatar.errors import CheckpointError
 from eavatar.threads import ThreadGovernor
@@ -46,6 +47,7 @@ class EAvatarTrainer(Trainer):
 
     def setup(self, test_mode="val") -> None:
         total = self.config.max_num_iterations  # the run's length, counted from step 0
+        keep_freed_memory()  # each step's freed tensors serve the next: no page faults a step (eavatar/allocator.py)
         self.threads = ThreadGovernor(self.config.threads)  # watches the cores from here: set-up is the first window
         super().setup(test_mode=test_mode)
         self.threads.update()
