@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, as training uses)")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--data", type=Path, default=Path("data/synthetic"))
-    ap.add_argument("--run", type=Path, default=RUN, help="nerfstudio run whose last checkpoint is timed")
+    ap.add_argument("--run", type=Path, default=RUN, help="nerfstudio run whose checkpoints are timed")
     ap.add_argument("--at", type=lambda text: [int(v) for v in text.split(",")], default=[None], help="checkpoint steps to time, comma-separated (default: the last)")
     ap.add_argument("--serve-at", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--baseline-run", type=Path, help="the baseline revision's run (default: --run), for a revision that cannot load the current checkpoint")
