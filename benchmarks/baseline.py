@@ -146,6 +146,13 @@ def report(result: dict, out: Path, load_before: float) -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
 
 
+def summary(times: list[float]) -> dict:
+    """Median, 90th percentile and count of step times (ms)."""
+    import statistics
+
+    return {"median": round(statistics.median(times), 1), "p90": round(sorted(times)[int(0.9 * (len(times) - 1))], 1), "n": len(times)}
+
+
 def ratio(old: float, new: float) -> float:
     """How many times faster ``new`` is than ``old`` (times in any unit)."""
     return round(old / new, 2)

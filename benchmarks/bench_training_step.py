@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline import interleaved, package_path, ratio, reply, report, timed_step  # noqa: E402
+from baseline import interleaved, package_path, ratio, reply, report, summary, timed_step  # noqa: E402
 
 RUN = Path("artifacts/train/nerfstudio/eavatar/run")
 
@@ -67,10 +66,6 @@ def serve(params: Path, data: Path, run: Path, threads: int | None, at: int | No
         reply(info)
         for line in sys.stdin:
             reply({"times": [one_step() for _ in range(int(line))]})
-
-
-def summary(times: list[float]) -> dict:
-    return {"median": round(statistics.median(times), 1), "p90": round(sorted(times)[int(0.9 * (len(times) - 1))], 1), "n": len(times)}
 
 
 def main() -> None:

@@ -15,16 +15,14 @@ state. Speed only: what a variant costs in quality is a matter of training seeds
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline import report, timed_step  # noqa: E402
+from baseline import report, summary, timed_step  # noqa: E402
 
 #: name -> overrides of the train section's pipeline.model.avatar.generator
 GENERATOR_VARIANTS = {
@@ -34,14 +32,6 @@ GENERATOR_VARIANTS = {
     "3 x 32": {"hidden_dim": 32},
     "no pose branch": {"pose_branch": False},
 }
-
-
-def with_overrides(train: dict, overrides: dict) -> dict:
-    """``train`` with ``overrides`` merged in, key by key."""
-    merged = copy.deepcopy(train)
-    for key, value in overrides.items():
-        merged[key] = with_overrides(merged.get(key, {}), value) if isinstance(value, dict) else value
-    return merged
 
 
 def main() -> None:
@@ -57,6 +47,7 @@ def main() -> None:
     import torch
 
     from eavatar.config import load_params
+    from eavatar.pipeline.ablation import deep_merge
     from eavatar.pipeline.train import training_config
 
     train = load_params(args.params, "train")
@@ -69,7 +60,7 @@ def main() -> None:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"  # not the user's ./mlflow.db
         trainers = {}
         for k, (name, overrides) in enumerate(variants.items()):
-            cfg = training_config(with_overrides(train, overrides), args.data, Path(tmp) / f"variant{k}", f"{args.variants or 'variant'}: {name}")
+            cfg = training_config(deep_merge(train, overrides), args.data, Path(tmp) / f"variant{k}", f"{args.variants or 'variant'}: {name}")
             trainers[name] = cfg.setup(local_rank=0, world_size=1)
             trainers[name].setup()
         for step in range(1, 21):  # warm-up: compiled kernels, caches, the first steps' allocations
@@ -86,7 +77,7 @@ def main() -> None:
             "variants": {
                 name: {
                     "overrides": variants[name],
-                    "step_ms": {"median": round(statistics.median(t), 1), "p90": round(sorted(t)[int(0.9 * (len(t) - 1))], 1), "n": len(t)},
+                    "step_ms": summary(t),
                     "gaussians": len(trainers[name].pipeline.model.avatar.canonical),
                     "generator_parameters": sum(p.numel() for p in trainers[name].pipeline.model.avatar.generator.parameters()),
                 }
