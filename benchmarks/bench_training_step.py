@@ -1,6 +1,6 @@
 """Time of one real training step of the demo avatar: median over steps, against an earlier revision.
 
-    python benchmarks/bench_training_step.py --baseline-rev REV [--rounds 8] [--steps 10] [--run DIR] [--at 500,1500,2599] [--baseline-run DIR] [--out benchmarks/results/training_step.json]
+    python benchmarks/bench_training_step.py --baseline-rev REV [--rounds 8] [--steps 10] [--run DIR] [--at 500,1500,2599] [--baseline-run DIR] [--baseline-params FILE] [--out benchmarks/results/training_step.json]
 
 The step is nerfstudio's: the trainer of params.yaml's train section is set up from a checkpoint
 of the demo run (``--run``, default artifacts/train/nerfstudio/eavatar/run; run `dvc repro`
@@ -15,7 +15,8 @@ that revision's are each set up once in a child process and asked in turn for ``
 steps, ``--rounds`` times (benchmarks/baseline.py: both see the same machine state). A revision
 whose model differs (fewer generator parameters: before the FiLM scales) cannot load the
 current checkpoint; ``--baseline-run`` gives it a run of the same config trained by its own
-code. Results go to docs/benchmarks.md.
+code, and ``--baseline-params`` its own params file (each revision's demo, when the demo's config
+changed: a densification cap, say). Results go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def main() -> None:
     ap.add_argument("--at", type=lambda text: [int(v) for v in text.split(",")], default=[None], help="checkpoint steps to time, comma-separated (default: the last)")
     ap.add_argument("--serve-at", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--baseline-run", type=Path, help="the baseline revision's run (default: --run), for a revision that cannot load the current checkpoint")
+    ap.add_argument("--baseline-params", type=Path, help="the baseline's params file (default: --params): each revision's own demo config, e.g. `git show REV:params.yaml`")
     ap.add_argument("--baseline-rev", required=True, help="git revision to time the same steps on, interleaved (e.g. the commit before a speed change)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/training_step.json"))
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # set by baseline.interleaved
@@ -86,17 +88,19 @@ def main() -> None:
     if args.serve:
         serve(args.params, args.data, args.run, args.threads, args.serve_at)
         return
-    forwarded = ["--params", str(args.params), "--data", str(args.data), "--baseline-rev", args.baseline_rev] + (["--threads", str(args.threads)] if args.threads else [])
+    forwarded = ["--data", str(args.data), "--baseline-rev", args.baseline_rev] + (["--threads", str(args.threads)] if args.threads else [])
     load_before = os.getloadavg()[0]
     phases = []
     for at in args.at:
         here = forwarded + ([] if at is None else ["--serve-at", str(at)])
+        current_args = here + ["--params", str(args.params), "--run", str(args.run)]
+        baseline_args = here + ["--params", str(args.baseline_params or args.params), "--run", str(args.baseline_run or args.run)]
         with tempfile.TemporaryDirectory(prefix="eavatar-step-mlflow-") as tmp:  # the trainers log runs: not into the user's ./mlflow.db
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-            current, baseline = interleaved(args.baseline_rev, __file__, here + ["--run", str(args.run)], args.rounds, str(args.steps), here + ["--run", str(args.baseline_run or args.run)])
+            current, baseline = interleaved(args.baseline_rev, __file__, current_args, args.rounds, str(args.steps), baseline_args)
         phase = {
             "current": {**current["info"], "step_ms": summary(current["times"])},
-            "baseline": {**baseline["info"], "revision": args.baseline_rev, "step_ms": summary(baseline["times"])},
+            "baseline": {**baseline["info"], "revision": args.baseline_rev, "params": str(args.baseline_params or args.params), "step_ms": summary(baseline["times"])},
         }
         phase["speedup"] = ratio(phase["baseline"]["step_ms"]["median"], phase["current"]["step_ms"]["median"])
         phases.append(phase)

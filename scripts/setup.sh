@@ -48,6 +48,8 @@ system_libraries() {
   if [ -n "$apt" ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing libusb-1.0 (open3d needs it)"
     $apt install -y -q libusb-1.0-0 >/dev/null || { $apt update -q >/dev/null && $apt install -y -q libusb-1.0-0 >/dev/null; }
+    # the loader's cache may not list it yet (seen on a fresh Debian machine: installed, not found)
+    if [ "$(id -u)" = 0 ]; then ldconfig 2>/dev/null || true; else sudo -n ldconfig 2>/dev/null || true; fi
   fi
   has_libusb || {
     echo "setup: open3d needs the system library libusb-1.0 (Debian/Ubuntu: apt-get install libusb-1.0-0; Fedora: dnf install libusb1)" >&2
