@@ -65,10 +65,27 @@ def untracked(root: Path, paths: Iterable[str]) -> list[str]:
     return out.stdout.split()
 
 
-def queue(root: Path, target: str, overrides: dict[str, Any], name: str) -> None:
-    """``dvc exp run --queue --name <name> -S key=value ... <target>``."""
+#: The last line of a dvc command that found the experiments' lock taken by another dvc process.
+LOCK_BUSY = "exps/rwlock"
+
+
+def queue(root: Path, target: str, overrides: dict[str, Any], name: str, lock_wait: float = 120.0, poll: float = 1.0) -> None:
+    """``dvc exp run --queue --name <name> -S key=value ... <target>``.
+
+    A queue worker that has just finished the previous queue still holds the experiments' lock
+    while it shuts down (seen when a second ablation was queued seconds after the first ended):
+    queueing then fails at once. It is tried again every ``poll`` seconds for up to ``lock_wait``
+    seconds; any other failure is raised at once."""
     sets = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={value}")]
-    run_dvc(root, ["exp", "run", "--queue", "--name", name, *sets, target])
+    deadline = time.monotonic() + lock_wait
+    while True:
+        try:
+            run_dvc(root, ["exp", "run", "--queue", "--name", name, *sets, target])
+            return
+        except ExperimentError as error:
+            if LOCK_BUSY not in str(error) or time.monotonic() >= deadline:
+                raise
+        time.sleep(poll)
 
 
 def worker_env(root: Path) -> dict[str, str]:
