@@ -89,18 +89,19 @@ def main() -> None:
         serve(args.params, args.data, args.run, args.threads, args.serve_at)
         return
     forwarded = ["--data", str(args.data), "--baseline-rev", args.baseline_rev] + (["--threads", str(args.threads)] if args.threads else [])
+    baseline_params, baseline_run = args.baseline_params or args.params, args.baseline_run or args.run
     load_before = os.getloadavg()[0]
     phases = []
     for at in args.at:
         here = forwarded + ([] if at is None else ["--serve-at", str(at)])
         current_args = here + ["--params", str(args.params), "--run", str(args.run)]
-        baseline_args = here + ["--params", str(args.baseline_params or args.params), "--run", str(args.baseline_run or args.run)]
+        baseline_args = here + ["--params", str(baseline_params), "--run", str(baseline_run)]
         with tempfile.TemporaryDirectory(prefix="eavatar-step-mlflow-") as tmp:  # the trainers log runs: not into the user's ./mlflow.db
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
             current, baseline = interleaved(args.baseline_rev, __file__, current_args, args.rounds, str(args.steps), baseline_args)
         phase = {
             "current": {**current["info"], "step_ms": summary(current["times"])},
-            "baseline": {**baseline["info"], "revision": args.baseline_rev, "params": str(args.baseline_params or args.params), "step_ms": summary(baseline["times"])},
+            "baseline": {**baseline["info"], "revision": args.baseline_rev, "params": str(baseline_params), "step_ms": summary(baseline["times"])},
         }
         phase["speedup"] = ratio(phase["baseline"]["step_ms"]["median"], phase["current"]["step_ms"]["median"])
         phases.append(phase)

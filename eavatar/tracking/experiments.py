@@ -38,24 +38,37 @@ class ExperimentError(EAvatarError):
     """A dvc command of the queue failed; the message has its last line."""
 
 
-def run_dvc(root: Path, args: list[str], env: dict[str, str] | None = None, timeout: float | None = None) -> str:
+#: The last line of a dvc command that found the experiments' lock taken by another dvc process.
+LOCK_BUSY = "exps/rwlock"
+
+
+def run_dvc(root: Path, args: list[str], env: dict[str, str] | None = None, timeout: float | None = None, lock_wait: float = 120.0, poll: float = 1.0) -> str:
     """``dvc <args>`` in ``root``; its stdout, or :class:`ExperimentError` with dvc's last line.
 
     Output goes through temporary files, not pipes: ``dvc queue start`` leaves a worker manager
     running in the background that inherits the command's stdout and stderr, and reading pipes
     to their end would wait for that worker to finish the whole queue (or for any other daemon
     holding them), with nothing printed meanwhile. DVC's usage analytics are off in these
-    subprocesses (no network is expected here)."""
+    subprocesses (no network is expected here).
+
+    A queue worker that has just finished a queue still holds the experiments' lock while it
+    shuts down (seen when a second ablation was queued seconds after the first ended), and a
+    dvc command then fails at once: it is tried again every ``poll`` seconds for up to
+    ``lock_wait`` seconds; any other failure is raised at once."""
     env = dict(os.environ if env is None else env)
     env.setdefault("DVC_NO_ANALYTICS", "1")
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.run([dvc_executable(), *args], cwd=root, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True, env=env, timeout=timeout)
-        out.seek(0), err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if proc.returncode != 0:
+    deadline = time.monotonic() + lock_wait
+    while True:
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.run([dvc_executable(), *args], cwd=root, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True, env=env, timeout=timeout)
+            out.seek(0), err.seek(0)
+            stdout, stderr = out.read(), err.read()
+        if proc.returncode == 0:
+            return stdout
         last = (stderr or stdout).strip().splitlines()
-        raise ExperimentError(f"{root}: `dvc {' '.join(args[:3])} ...` failed: {last[-1] if last else f'exit status {proc.returncode}'}")
-    return stdout
+        if not (last and LOCK_BUSY in last[-1]) or time.monotonic() >= deadline:
+            raise ExperimentError(f"{root}: `dvc {' '.join(args[:3])} ...` failed: {last[-1] if last else f'exit status {proc.returncode}'}")
+        time.sleep(poll)
 
 
 def untracked(root: Path, paths: Iterable[str]) -> list[str]:
@@ -65,27 +78,10 @@ def untracked(root: Path, paths: Iterable[str]) -> list[str]:
     return out.stdout.split()
 
 
-#: The last line of a dvc command that found the experiments' lock taken by another dvc process.
-LOCK_BUSY = "exps/rwlock"
-
-
-def queue(root: Path, target: str, overrides: dict[str, Any], name: str, lock_wait: float = 120.0, poll: float = 1.0) -> None:
-    """``dvc exp run --queue --name <name> -S key=value ... <target>``.
-
-    A queue worker that has just finished the previous queue still holds the experiments' lock
-    while it shuts down (seen when a second ablation was queued seconds after the first ended):
-    queueing then fails at once. It is tried again every ``poll`` seconds for up to ``lock_wait``
-    seconds; any other failure is raised at once."""
+def queue(root: Path, target: str, overrides: dict[str, Any], name: str) -> None:
+    """``dvc exp run --queue --name <name> -S key=value ... <target>``."""
     sets = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={value}")]
-    deadline = time.monotonic() + lock_wait
-    while True:
-        try:
-            run_dvc(root, ["exp", "run", "--queue", "--name", name, *sets, target])
-            return
-        except ExperimentError as error:
-            if LOCK_BUSY not in str(error) or time.monotonic() >= deadline:
-                raise
-        time.sleep(poll)
+    run_dvc(root, ["exp", "run", "--queue", "--name", name, *sets, target])
 
 
 def worker_env(root: Path) -> dict[str, str]:

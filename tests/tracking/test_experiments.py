@@ -192,26 +192,26 @@ def test_a_failing_dvc_command_names_its_last_line(monkeypatch, tmp_path):
         exps.run_dvc(tmp_path, ["repro", "nope"])
 
 
-def test_queueing_waits_for_a_worker_that_still_holds_the_experiments_lock(monkeypatch, tmp_path):
+def test_a_dvc_command_waits_for_a_worker_that_still_holds_the_experiments_lock(monkeypatch, tmp_path):
     """A worker shutting down after the previous queue holds .dvc/tmp/exps/rwlock: the first
     tries fail with DVC's lock message, a later one queues."""
     tries = tmp_path / "tries"
     busy = f"If there are no processes with such PIDs, you can manually remove '{tmp_path}/.dvc/tmp/exps/rwlock' and try again."
     body = f'echo x >> {tries}\nif [ $(wc -l < {tries}) -lt 3 ]; then echo "{busy}" >&2; exit 1; fi\necho "queued $*"\n'
     monkeypatch.setattr(exps, "dvc_executable", lambda: _fake_dvc(tmp_path, body))
-    exps.queue(tmp_path, "dvc.yaml", {"ablation.seed": 1}, "run-s1", lock_wait=30, poll=0.01)
+    exps.run_dvc(tmp_path, ["exp", "run", "--queue", "--name", "run-s1", "-S", "ablation.seed=1", "dvc.yaml"], lock_wait=30, poll=0.01)
     assert len(tries.read_text().split()) == 3
 
 
-def test_queueing_gives_up_on_a_lock_that_stays_taken_and_raises_other_errors_at_once(monkeypatch, tmp_path):
+def test_a_dvc_command_gives_up_on_a_lock_that_stays_taken_and_raises_other_errors_at_once(monkeypatch, tmp_path):
     tries = tmp_path / "tries"
     busy = f"you can manually remove '{tmp_path}/.dvc/tmp/exps/rwlock' and try again."
     monkeypatch.setattr(exps, "dvc_executable", lambda: _fake_dvc(tmp_path, f'echo x >> {tries}\necho "{busy}" >&2\nexit 1\n'))
     with pytest.raises(exps.ExperimentError, match="rwlock"):
-        exps.queue(tmp_path, "dvc.yaml", {}, "run", lock_wait=0.2, poll=0.05)
+        exps.run_dvc(tmp_path, ["queue", "start"], lock_wait=0.2, poll=0.05)
     assert len(tries.read_text().split()) >= 2
     tries.unlink()
     monkeypatch.setattr(exps, "dvc_executable", lambda: _fake_dvc(tmp_path, f'echo x >> {tries}\necho "ERROR: bad params" >&2\nexit 1\n'))
     with pytest.raises(exps.ExperimentError, match="bad params"):
-        exps.queue(tmp_path, "dvc.yaml", {}, "run", lock_wait=30, poll=0.01)
+        exps.run_dvc(tmp_path, ["exp", "run", "--queue"], lock_wait=30, poll=0.01)
     assert len(tries.read_text().split()) == 1
